@@ -1,0 +1,76 @@
+"""Image loading: PIL images, paths and arrays to RGB PIL images, with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageLike = Union[Image.Image, str, Path, np.ndarray]
+
+#: Largest image we decode (pixels); guards against decompression bombs.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise ValueError(f"image file not found: {path}")
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy() if image.mode != "P" else image.convert("RGBA")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = max(float(array.max()), 1.0)
+        return Image.fromarray((array / peak * 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(image: ImageLike) -> Image.Image:
+    """Return an RGB PIL image with EXIF orientation applied.
+
+    ``image``: a PIL image, a file path, or an ``HxWx3`` (or ``HxW``) uint8 array.
+    Region coordinates always refer to the returned (EXIF-transposed) image."""
+    if isinstance(image, (str, Path)):
+        image = _open(Path(image))
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ValueError(
+                f"image array must be HxWx3 uint8 RGB (or HxW), got shape {image.shape} dtype {image.dtype}"
+            )
+        image = Image.fromarray(image)
+    elif not isinstance(image, Image.Image):
+        raise ValueError(f"image must be a PIL image, a path or a uint8 array, got {type(image).__name__}")
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image of {image.width}x{image.height} pixels exceeds the {MAX_IMAGE_PIXELS} limit")
+    if image.width < 1 or image.height < 1:
+        raise ValueError(f"image has no pixels: {image.width}x{image.height}")
+    image = ImageOps.exif_transpose(image) or image
+    return _to_rgb(image)
+
+
+def load_mask_image(path: str | Path) -> np.ndarray:
+    """A mask file as a boolean ``(height, width)`` array: alpha if present, else any non-zero."""
+    image = _open(Path(path))
+    if image.mode in ("RGBA", "LA"):
+        return np.asarray(image.getchannel("A")) > 127
+    array = np.asarray(image.convert("L"))
+    return array > 127 if array.max() > 1 else array > 0
