@@ -1,0 +1,139 @@
+"""The ``regiongpt`` command. User errors exit 2 with one ``error: ...`` line on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from regiongpt.tasks import Task
+
+app = typer.Typer(
+    help=(
+        "Region-level vision-language models (RegionGPT, GPT4RoI).\n\n"
+        "Examples:\n\n"
+        "  regiongpt describe photo.jpg --box 10,20,120,200 --task category\n\n"
+        "  regiongpt data regionworld --out data/regionworld --n 2000\n\n"
+        "  regiongpt train recipes/default.yaml training.batch_size=8\n\n"
+        "  regiongpt demo"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one error line and return the exit (raise it)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _numbers(text: str, count: int, flag: str) -> list[float]:
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise fail(f"{flag} {text!r}: expected {count} comma-separated numbers") from None
+    if len(values) != count:
+        raise fail(f"{flag} {text!r}: expected {count} comma-separated numbers, got {len(values)}")
+    return values
+
+
+@app.command(
+    help=(
+        "Describe regions of an image with a model.\n\n"
+        "Regions are numbered boxes first, then masks, then points, each in the order given; "
+        "coordinates are pixel x1,y1,x2,y2 (floats allowed). For negative numbers write "
+        "--box=-5,0,40,40.\n\n"
+        "Examples:\n\n"
+        "  regiongpt describe cat.jpg --box 10,20,120,200\n\n"
+        "  regiongpt describe scene.png --box 0,0,50,50 --point 120,80 --task category --json\n\n"
+        "  regiongpt describe scene.png --mask person.png --out annotated.png"
+    )
+)
+def describe(
+    image: Annotated[Path, typer.Argument(help="Image file (EXIF orientation is applied).")],
+    box: Annotated[Optional[list[str]], typer.Option(help="Box X1,Y1,X2,Y2 in pixels; repeatable.")] = None,
+    mask: Annotated[Optional[list[Path]], typer.Option(help="Mask PNG of the image's size; repeatable.")] = None,
+    point: Annotated[Optional[list[str]], typer.Option(help="Point X,Y in pixels; repeatable.")] = None,
+    task: Annotated[str, typer.Option(help="category | brief | detailed")] = "brief",
+    model: Annotated[str, typer.Option(help="'default', a checkpoint directory or a hub id.")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of lines.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Write a copy of the image with numbered regions and answers.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Answer length limit (tokens).")] = None,
+) -> None:
+    from regiongpt.imaging import load_image
+    from regiongpt.regions import Box, Mask, Point, region_to_json, validate_regions
+
+    try:
+        parsed_task = Task.parse(task)
+        if parsed_task not in (Task.CATEGORY, Task.BRIEF, Task.DETAILED):
+            raise ValueError(f"describe supports the tasks category, brief and detailed, not {task!r}")
+        loaded = load_image(image)
+        regions: list = [Box(*_numbers(b, 4, "--box")) for b in box or []]
+        regions += [Mask.from_png(m) for m in mask or []]
+        regions += [Point(*_numbers(p, 2, "--point")) for p in point or []]
+        if not regions:
+            raise ValueError("give at least one region: --box X1,Y1,X2,Y2, --mask FILE.png or --point X,Y")
+        regions = validate_regions(regions, loaded.size)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    from regiongpt.api import RegionGPT
+
+    try:
+        engine = RegionGPT.from_pretrained(model)
+    except FileNotFoundError as error:
+        raise fail(str(error)) from None
+    answers = engine.describe(loaded, regions, task=parsed_task, max_new_tokens=max_new_tokens)
+    if out is not None:
+        from regiongpt.visualize import draw_regions
+
+        draw_regions(loaded, regions, answers).save(out)
+        typer.echo(f"annotated image written to {out}", err=True)
+    if as_json:
+        items = [{"index": k + 1, **region_to_json(r), "answer": a} for k, (r, a) in enumerate(zip(regions, answers))]
+        typer.echo(json.dumps({"image": str(image), "task": parsed_task.value, "model": model, "regions": items}))
+    else:
+        for k, answer in enumerate(answers, start=1):
+            typer.echo(f"region{k}\t{answer}")
+
+
+@app.command(
+    help=(
+        "Train a model from a YAML recipe; KEY=VALUE pairs override recipe entries.\n\n"
+        "Examples:\n\n"
+        "  regiongpt train recipes/default.yaml\n\n"
+        "  regiongpt train recipes/default.yaml training.batch_size=4 stages.0.max_steps=50\n\n"
+        "  accelerate launch --num_processes 8 -m regiongpt.cli train recipes/gpt4roi.yaml --resume"
+    )
+)
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted key=value overrides")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in output_dir.")] = False,
+) -> None:
+    from regiongpt.train.recipe import load_recipe
+
+    try:
+        parsed = load_recipe(recipe, overrides or [])
+    except ValueError as error:
+        raise fail(str(error)) from None
+    from regiongpt.train.trainer import run_recipe
+
+    final = run_recipe(parsed, resume=resume)
+    typer.echo(str(final))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""A lazy map-style dataset over canonical JSONL files and the collator that pads batches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from regiongpt.data.format import Record, parse_record
+from regiongpt.imaging import load_image
+from regiongpt.processing import EncodedSample, RegionGPTProcessor
+
+
+class RegionDataset(Dataset):
+    """Indexes line offsets once; each item reads, validates and processes one record.
+
+    ``root``: folder image/mask paths are relative to (default: the JSONL file's folder).
+    A malformed record raises ValueError naming ``file:line``."""
+
+    def __init__(self, path: str | Path, processor: RegionGPTProcessor, root: str | Path | None = None,
+                 max_samples: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"data file not found: {self.path}")
+        self.root = Path(root) if root is not None else self.path.parent
+        self.processor = processor
+        self.offsets: list[tuple[int, int]] = []  # (byte offset, line number)
+        with self.path.open("rb") as handle:
+            offset = 0
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    self.offsets.append((offset, number))
+                offset += len(line)
+                if max_samples is not None and len(self.offsets) >= max_samples:
+                    break
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def record(self, index: int) -> Record:
+        offset, number = self.offsets[index]
+        with self.path.open("rb") as handle:
+            handle.seek(offset)
+            line = handle.readline()
+        try:
+            return parse_record(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as error:
+            raise ValueError(f"{self.path}:{number}: {error}") from None
+
+    def __getitem__(self, index: int) -> EncodedSample:
+        record = self.record(index)
+        _, number = self.offsets[index]
+        try:
+            image = load_image(self.root / record.image)
+            regions = record.load_regions(self.root, image.size)
+            return self.processor.encode(record.conversations, image, regions)
+        except ValueError as error:
+            raise ValueError(f"{self.path}:{number}: {error}") from None
+
+
+class Collator:
+    """Pads :class:`EncodedSample` lists into model batches (right padding for training)."""
+
+    def __init__(self, processor: RegionGPTProcessor) -> None:
+        self.processor = processor
+
+    def __call__(self, samples: list[EncodedSample]) -> dict[str, Any]:
+        return self.processor.collate(samples, padding_side="right")

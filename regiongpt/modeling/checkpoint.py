@@ -1,0 +1,130 @@
+"""Checkpoints: build a model from a config with its pretrained parts, save and load it.
+
+A checkpoint directory holds ``config.json`` (:class:`RegionGPTConfig`), ``model.safetensors``
+and the tokenizer files. Components named in ``config.pretrained_parts`` are loaded from their
+source (an offline registry name, a local path or a hub id) and their frozen weights are left
+out of ``model.safetensors`` (LoRA adapters on them are kept), so a checkpoint of the embedded
+default model is a few MB. Directories are written atomically (temporary directory + rename).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from regiongpt.modeling.configuration import RegionGPTConfig
+from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
+from regiongpt.modeling.pretrained import efficientnet_lite0_weights, load_language_model
+from regiongpt.modeling.vision import EfficientNetLiteTower, HFVisionTower, build_vision_tower
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def load_vision_tower(config: RegionGPTConfig, source: str | None) -> nn.Module:
+    tower = build_vision_tower(config)
+    if source is None:
+        return tower
+    if isinstance(tower, EfficientNetLiteTower):
+        if source != "efficientnet-lite0":
+            raise ValueError(f"EfficientNet-Lite towers load from 'efficientnet-lite0', got {source!r}")
+        tower.model.load_state_dict(efficientnet_lite0_weights())
+        return tower
+    assert isinstance(tower, HFVisionTower)
+    model = type(tower.model).from_pretrained(source, config=config.vision_config)
+    return HFVisionTower(config.vision_config, config.vision_feature_layers, config.vision_token_layer, model)
+
+
+def apply_lora(model: RegionGPTForConditionalGeneration, lora: dict) -> None:
+    """Wrap the LM with peft LoRA adapters (``lora``: LoraConfig keyword arguments)."""
+    from peft import LoraConfig, get_peft_model
+
+    model.language_model = get_peft_model(model.language_model, LoraConfig(**lora))
+    model.config.lora = dict(lora)
+
+
+def build_model(config: RegionGPTConfig, dtype: torch.dtype = torch.float32) -> RegionGPTForConditionalGeneration:
+    """A model for ``config``: pretrained parts loaded, everything else freshly initialised."""
+    parts = config.pretrained_parts
+    unknown = sorted(set(parts) - {"vision_tower", "language_model"})
+    if unknown:
+        raise ValueError(f"pretrained_parts may name vision_tower and language_model, got {unknown}")
+    tower = load_vision_tower(config, parts.get("vision_tower")) if "vision_tower" in parts else None
+    language_model = load_language_model(parts["language_model"], dtype) if "language_model" in parts else None
+    model = RegionGPTForConditionalGeneration(config, vision_tower=tower, language_model=language_model)
+    if config.lora:
+        lora = config.lora
+        config.lora = None
+        apply_lora(model, lora)
+    return model.to(dtype)
+
+
+def _from_pretrained_part(key: str, parts: dict[str, str]) -> bool:
+    return key.split(".", 1)[0] in parts and "lora_" not in key
+
+
+def checkpoint_state(model: RegionGPTForConditionalGeneration,
+                     state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint stores: all but the frozen pretrained parts; shared tensors once.
+
+    ``state_dict``: an already gathered state dict (e.g. from FSDP/DeepSpeed); default the model's."""
+    parts = model.config.pretrained_parts
+    state, seen = {}, set()
+    for key, tensor in (state_dict if state_dict is not None else model.state_dict()).items():
+        if _from_pretrained_part(key, parts):
+            continue
+        pointer = (tensor.data_ptr(), tensor.shape, tensor.stride())
+        if pointer in seen:  # tied weight
+            continue
+        seen.add(pointer)
+        state[key] = tensor.detach().to("cpu").contiguous()
+    return state
+
+
+def save_checkpoint(model: RegionGPTForConditionalGeneration, out_dir: str | Path, tokenizer=None,
+                    state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``config.json``, ``model.safetensors`` (and the tokenizer) atomically into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        state = checkpoint_state(model, state_dict)
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "producer": "regiongpt"})
+        model.config.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.replace(out_dir, old / "previous")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> RegionGPTForConditionalGeneration:
+    """Load a checkpoint directory written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a regiongpt checkpoint (no config.json)")
+    if not (path / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"{path} has no {WEIGHTS_NAME}")
+    config = RegionGPTConfig.from_pretrained(path)
+    model = build_model(config, dtype)
+    state = load_file(str(path / WEIGHTS_NAME))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"{path / WEIGHTS_NAME} holds weights this model does not have: {unexpected[:5]}")
+    expected = set(checkpoint_state(model))
+    really_missing = sorted(set(missing) & expected)
+    if really_missing:
+        raise ValueError(f"{path / WEIGHTS_NAME} lacks weights: {really_missing[:5]} ({len(really_missing)} in all)")
+    return model.to(dtype).eval()

@@ -1,0 +1,238 @@
+"""Model configuration: a composite HF ``PretrainedConfig`` with vision, text and region parts.
+
+Presets (:func:`preset_config`):
+
+* ``gpt4roi``: CLIP ViT-L/14 at 224 px + a 7B Llama-shaped LM, GPT4RoI's region encoder.
+* ``regiongpt``: CLIP ViT-L/14 at 336 px + a 7B Llama-shaped LM, RegionGPT's region encoder.
+* ``tiny-default``: EfficientNet-Lite0 + SmolLM2-135M-Instruct, RegionGPT's encoder, small widths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from transformers import AutoConfig, CLIPVisionConfig, LlamaConfig, PretrainedConfig
+
+
+class EfficientNetLiteConfig(PretrainedConfig):
+    """EfficientNet-Lite0 as a feature pyramid (strides 8, 16, 32 from blocks 4, 10, 15)."""
+
+    model_type = "efficientnet_lite"
+
+    def __init__(
+        self,
+        variant: str = "efficientnet-lite0",
+        image_size: int = 224,
+        feature_blocks: tuple[int, ...] = (4, 10, 15),
+        feature_channels: tuple[int, ...] = (40, 112, 320),
+        feature_strides: tuple[int, ...] = (8, 16, 32),
+        image_mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+        image_std: tuple[float, ...] = (0.5, 0.5, 0.5),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.variant = variant
+        self.image_size = image_size
+        self.feature_blocks = list(feature_blocks)
+        self.feature_channels = list(feature_channels)
+        self.feature_strides = list(feature_strides)
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+
+
+AutoConfig.register("efficientnet_lite", EfficientNetLiteConfig, exist_ok=True)
+
+
+@dataclass
+class RegionEncoderConfig:
+    """Region encoder settings, validated on construction.
+
+    Shared: ``type`` picks the encoder; ``hidden_size`` is the width of region features before the
+    projector; ``feature_levels`` index the vision tower's feature maps the encoder reads;
+    ``image_token_grid`` is the side of the image-token grid (0 = no image tokens).
+    """
+
+    type: Literal["gpt4roi", "regiongpt"] = "regiongpt"
+    hidden_size: int = 1024
+    feature_levels: list[int] = field(default_factory=lambda: [-1])
+    image_token_grid: int = 12
+    # GPT4RoI: pyramid + scale shuffle + RoIAlign.
+    level_sizes: list[int] | None = None  # resize level l to level_sizes[l]^2 (paper: 128,64,32,16)
+    fuse_rounds: int = 5
+    group_norm_groups: int = 64
+    roi_output_size: int = 14
+    roi_sampling_ratio: int = 2
+    roi_aligned: bool = True
+    reduction: Literal["flatten", "pool"] = "pool"
+    box_embed_hidden: int = 256
+    # RegionGPT: feature refinement + mask pooling.
+    refine: bool = True
+    connector: Literal["shared", "separate"] = "shared"
+    mask_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.type not in ("gpt4roi", "regiongpt"):
+            raise ValueError(f"region encoder type must be 'gpt4roi' or 'regiongpt', got {self.type!r}")
+        if self.hidden_size <= 0:
+            raise ValueError(f"hidden_size must be positive, got {self.hidden_size}")
+        if not self.feature_levels:
+            raise ValueError("feature_levels must name at least one feature map")
+        if self.image_token_grid < 0:
+            raise ValueError(f"image_token_grid must be >= 0, got {self.image_token_grid}")
+        if self.reduction not in ("flatten", "pool"):
+            raise ValueError(f"reduction must be 'flatten' or 'pool', got {self.reduction!r}")
+        if self.connector not in ("shared", "separate"):
+            raise ValueError(f"connector must be 'shared' or 'separate', got {self.connector!r}")
+        if self.type == "gpt4roi" and self.hidden_size % self.group_norm_groups:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must divide into group_norm_groups {self.group_norm_groups}"
+            )
+        if self.type == "gpt4roi" and self.hidden_size % 4:
+            raise ValueError(f"scale shuffle needs hidden_size divisible by 4, got {self.hidden_size}")
+        if self.type == "regiongpt" and self.image_token_grid and self.image_token_grid % 1:
+            raise ValueError("image_token_grid must be an integer")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RegionEncoderConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown region encoder settings: {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RegionGPTConfig(PretrainedConfig):
+    """Composite config: ``vision_config`` (CLIP/SigLIP vision or EfficientNet-Lite), ``text_config``
+    (any causal LM config), ``region_config`` (:class:`RegionEncoderConfig` as a dict).
+
+    ``vision_feature_layers``: for ViT towers, the hidden-state indices that become feature maps
+    (``hidden_states[0]`` is the patch embedding); ignored for CNN towers, whose maps are fixed.
+    ``vision_token_layer``: the hidden state used for image tokens by the GPT4RoI path (LLaVA: -2).
+    ``pretrained_parts``: component name -> a pretrained source loaded when the checkpoint does not
+    hold that component's weights (e.g. ``{"language_model": "smollm2-135m-instruct"}``).
+    ``lora``: a peft LoraConfig as a dict when the LM carries LoRA adapters.
+    """
+
+    model_type = "regiongpt"
+    sub_configs = {"text_config": AutoConfig, "vision_config": AutoConfig}
+
+    def __init__(
+        self,
+        vision_config: dict | PretrainedConfig | None = None,
+        text_config: dict | PretrainedConfig | None = None,
+        region_config: dict | RegionEncoderConfig | None = None,
+        vision_feature_layers: list[int] | None = None,
+        vision_token_layer: int = -2,
+        image_resize: Literal["pad", "resize"] = "pad",
+        image_token: str = "<image>",
+        region_token: str = "<region>",
+        image_token_id: int | None = None,
+        region_token_id: int | None = None,
+        system_prompt: str = "You are a helpful assistant that answers questions about image regions.",
+        pretrained_parts: dict[str, str] | None = None,
+        lora: dict[str, Any] | None = None,
+        freeze_vision_tower: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(vision_config, dict):
+            vision_config = AutoConfig.for_model(**vision_config)
+        if isinstance(text_config, dict):
+            text_config = AutoConfig.for_model(**text_config)
+        self.vision_config = vision_config if vision_config is not None else CLIPVisionConfig()
+        self.text_config = text_config if text_config is not None else LlamaConfig()
+        if isinstance(region_config, RegionEncoderConfig):
+            region_config = region_config.to_dict()
+        self.region_config = RegionEncoderConfig.from_dict(region_config or {}).to_dict()
+        self.vision_feature_layers = list(vision_feature_layers or [-2])
+        self.vision_token_layer = vision_token_layer
+        if image_resize not in ("pad", "resize"):
+            raise ValueError(f"image_resize must be 'pad' or 'resize', got {image_resize!r}")
+        self.image_resize = image_resize
+        self.image_token = image_token
+        self.region_token = region_token
+        self.image_token_id = image_token_id
+        self.region_token_id = region_token_id
+        self.system_prompt = system_prompt
+        self.pretrained_parts = dict(pretrained_parts or {})
+        self.lora = lora
+        self.freeze_vision_tower = freeze_vision_tower
+        super().__init__(**kwargs)
+
+    @property
+    def region(self) -> RegionEncoderConfig:
+        return RegionEncoderConfig.from_dict(self.region_config)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.vision_config.image_size)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.region.image_token_grid**2
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["vision_config"] = self.vision_config.to_dict()
+        out["text_config"] = self.text_config.to_dict()
+        return out
+
+
+def _llama_7b(**overrides: Any) -> LlamaConfig:
+    values = dict(
+        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+        rms_norm_eps=1e-6, tie_word_embeddings=False,
+    )
+    values.update(overrides)
+    return LlamaConfig(**values)
+
+
+def _clip_large(image_size: int) -> CLIPVisionConfig:
+    return CLIPVisionConfig(
+        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+        image_size=image_size, patch_size=14, projection_dim=768, hidden_act="quick_gelu",
+    )
+
+
+def preset_config(name: str) -> RegionGPTConfig:
+    """Build a named preset config (see the module docstring)."""
+    if name == "gpt4roi":
+        return RegionGPTConfig(
+            vision_config=_clip_large(224),
+            text_config=_llama_7b(),
+            vision_feature_layers=[14, 17, 20, 23],
+            vision_token_layer=-2,
+            image_resize="resize",
+            region_config=RegionEncoderConfig(
+                type="gpt4roi", hidden_size=1024, feature_levels=[0, 1, 2, 3], image_token_grid=16,
+                level_sizes=[128, 64, 32, 16], reduction="flatten",
+            ),
+        )
+    if name == "regiongpt":
+        return RegionGPTConfig(
+            vision_config=_clip_large(336),
+            text_config=_llama_7b(),
+            vision_feature_layers=[-2],
+            region_config=RegionEncoderConfig(
+                type="regiongpt", hidden_size=1024, feature_levels=[0], image_token_grid=12,
+                connector="shared",
+            ),
+        )
+    if name == "tiny-default":
+        from regiongpt.modeling.pretrained import smollm2_text_config
+
+        return RegionGPTConfig(
+            vision_config=EfficientNetLiteConfig(),
+            text_config=smollm2_text_config(),
+            region_config=RegionEncoderConfig(
+                type="regiongpt", hidden_size=256, feature_levels=[0, 1], image_token_grid=4,
+                connector="separate",
+            ),
+            system_prompt="Answer questions about image regions.",
+            pretrained_parts={"vision_tower": "efficientnet-lite0", "language_model": "smollm2-135m-instruct"},
+        )
+    raise ValueError(f"unknown preset {name!r}; choose one of: gpt4roi, regiongpt, tiny-default")

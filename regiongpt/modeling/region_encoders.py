@@ -1,0 +1,210 @@
+"""Region encoders: features of a vision tower + regions -> one feature vector per region.
+
+Both encoders take :class:`~regiongpt.modeling.vision.VisionFeatures` of ``B`` images and a
+:class:`RegionInputs` of ``R`` regions (boxes in pixel xyxy of the preprocessed ``S x S`` image,
+masks ``(R, S, S)``), and return ``(R, hidden_size)`` region features plus the image tokens
+``(B, T, C)`` that the projector maps into the LLM (``None`` when ``image_token_grid`` is 0).
+
+* :class:`GPT4RoIEncoder`: multi-level pyramid with coordinate channels, scale-shuffle fusion,
+  RoIAlign on every level, per-level 3x3 conv + sum, reduction, box embedding. Masks and points
+  enter through their tight boxes.
+* :class:`RegionGPTEncoder`: feature refinement (two stride-2 transposed convs, LayerNorm2d, GELU)
+  and mask pooling (mean of refined features under the soft mask). Boxes are filled rectangles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import roi_align
+
+from regiongpt.modeling.configuration import RegionEncoderConfig
+from regiongpt.modeling.vision import VisionFeatures
+
+
+@dataclass
+class RegionInputs:
+    """``boxes``: (R, 4) float pixel xyxy in the preprocessed image; ``masks``: (R, S, S) bool or
+    float; ``batch_index``: (R,) long, the image each region belongs to."""
+
+    boxes: torch.Tensor
+    masks: torch.Tensor
+    batch_index: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel dimension of a ``(B, C, H, W)`` map."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
+    size = (size, size) if isinstance(size, int) else size
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+def _select(features: VisionFeatures, levels: list[int]) -> tuple[list[torch.Tensor], list[float]]:
+    n = len(features.maps)
+    return [features.maps[i] for i in levels], [features.strides[i % n] for i in levels]
+
+
+class GPT4RoIEncoder(nn.Module):
+    def __init__(self, config: RegionEncoderConfig, in_channels: list[int], token_channels: int,
+                 image_size: int) -> None:
+        super().__init__()
+        self.config = config
+        self.image_size = image_size
+        width = config.hidden_size
+        levels = len(config.feature_levels)
+        if config.level_sizes is not None and len(config.level_sizes) != levels:
+            raise ValueError(f"level_sizes {config.level_sizes} must have one size per feature level ({levels})")
+        self.input_convs = nn.ModuleList(nn.Conv2d(c + 2, width, 1) for c in in_channels)
+        self.fuse_convs = nn.ModuleList(
+            nn.ModuleDict(
+                {"conv": nn.Conv2d(width, width, 3, padding=1, bias=False),
+                 "gn": nn.GroupNorm(config.group_norm_groups, width)}
+            )
+            for _ in range(config.fuse_rounds)
+        )
+        self.pconvs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(levels))
+        side = config.roi_output_size
+        self.reduce = nn.Linear(width * side * side if config.reduction == "flatten" else width, width)
+        hidden = config.box_embed_hidden
+        self.box_embed = nn.Sequential(
+            nn.Linear(4, hidden), nn.ReLU(), nn.LayerNorm(hidden), nn.Linear(hidden, width), nn.ReLU(),
+            nn.LayerNorm(width),
+        )
+        self.token_channels = token_channels
+
+    @staticmethod
+    def _coords(x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        return torch.cat([x, xs, ys], dim=1)
+
+    def pyramid(self, features: VisionFeatures) -> tuple[list[torch.Tensor], list[float]]:
+        """Fused pyramid ``[(B, W, s_l, s_l)]`` and the stride (input pixels per cell) of each level."""
+        maps, strides = _select(features, self.config.feature_levels)
+        if self.config.level_sizes is not None:
+            maps = [_resize(m, s) for m, s in zip(maps, self.config.level_sizes)]
+            strides = [self.image_size / s for s in self.config.level_sizes]
+        levels = [conv(self._coords(m)) for conv, m in zip(self.input_convs, maps)]
+        width, last = self.config.hidden_size, len(levels) - 1
+        half, three_quarters = width // 2, 3 * width // 4
+        for fuse in self.fuse_convs:
+            fused = []
+            for index, level in enumerate(levels):
+                size = tuple(level.shape[-2:])
+                coarser = _resize(levels[min(index + 1, last)][:, three_quarters:], size)
+                finer = _resize(levels[max(index - 1, 0)][:, half:three_quarters], size)
+                x = torch.cat([level[:, :half], coarser, finer], dim=1)
+                fused.append(F.relu(fuse["gn"](fuse["conv"](x))))
+            levels = fused
+        return levels, strides
+
+    def forward(self, features: VisionFeatures, regions: RegionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tokens = self.image_tokens(features)
+        if len(regions) == 0:
+            return features.maps[0].new_zeros(0, self.config.hidden_size), tokens
+        levels, strides = self.pyramid(features)
+        boxes = regions.boxes.to(levels[0].dtype)
+        rois = torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
+        cfg = self.config
+        pooled = sum(
+            conv(roi_align(level, rois, cfg.roi_output_size, 1.0 / stride, cfg.roi_sampling_ratio, cfg.roi_aligned))
+            for conv, level, stride in zip(self.pconvs, levels, strides)
+        )
+        pooled = F.relu(pooled)
+        flat = pooled.flatten(1) if cfg.reduction == "flatten" else pooled.mean(dim=(2, 3))
+        return self.reduce(flat) + self.box_embed(boxes / self.image_size), tokens
+
+    def image_tokens(self, features: VisionFeatures) -> torch.Tensor | None:
+        grid = self.config.image_token_grid
+        if grid == 0:
+            return None
+        tokens = features.tokens.permute(0, 3, 1, 2)
+        if tokens.shape[-1] != grid:
+            tokens = F.adaptive_avg_pool2d(tokens, grid)
+        return tokens.flatten(2).transpose(1, 2)
+
+
+class RegionGPTEncoder(nn.Module):
+    def __init__(self, config: RegionEncoderConfig, in_channels: list[int], token_channels: int,
+                 image_size: int) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden_size
+        needs_projection = len(in_channels) > 1 or any(c != width for c in in_channels)
+        self.input_projs = (
+            nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels) if needs_projection else None
+        )
+        self.refine = (
+            nn.Sequential(
+                nn.ConvTranspose2d(width, width, 2, stride=2), LayerNorm2d(width), nn.GELU(),
+                nn.ConvTranspose2d(width, width, 2, stride=2),
+            )
+            if config.refine
+            else nn.Identity()
+        )
+        grid = config.image_token_grid
+        self.patch_merge = nn.Sequential(nn.Linear(4 * width, width), nn.GELU()) if grid else None
+        self.token_channels = width
+
+    def feature_map(self, features: VisionFeatures) -> torch.Tensor:
+        """Refined map ``(B, W, 4h, 4w)`` (``h, w``: the first selected level's grid)."""
+        maps, _ = _select(features, self.config.feature_levels)
+        if self.input_projs is not None:
+            maps = [proj(m) for proj, m in zip(self.input_projs, maps)]
+        size = tuple(maps[0].shape[-2:])
+        fmap = maps[0]
+        for extra in maps[1:]:
+            fmap = fmap + _resize(extra, size)
+        return self.refine(fmap)
+
+    def pool_masks(self, fmap: torch.Tensor, regions: RegionInputs) -> torch.Tensor:
+        """Mean of ``fmap[b]`` under each soft mask resized to the map grid: ``(R, W)``."""
+        weights = F.interpolate(regions.masks[:, None].to(fmap.dtype), size=fmap.shape[-2:], mode="area")
+        weights = weights.flatten(1)  # (R, h*w)
+        flat = fmap.flatten(2)  # (B, W, h*w)
+        out = fmap.new_zeros(len(regions), fmap.shape[1])
+        for b in regions.batch_index.unique().tolist():
+            rows = (regions.batch_index == b).nonzero(as_tuple=True)[0]
+            out = out.index_copy(0, rows, weights[rows] @ flat[b].T)
+        return out / (weights.sum(dim=1, keepdim=True) + self.config.mask_eps)
+
+    def image_tokens(self, fmap: torch.Tensor) -> torch.Tensor | None:
+        grid = self.config.image_token_grid
+        if self.patch_merge is None:
+            return None
+        pooled = F.adaptive_avg_pool2d(fmap, 2 * grid)  # (B, W, 2g, 2g)
+        b, w = pooled.shape[:2]
+        merged = pooled.reshape(b, w, grid, 2, grid, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, grid * grid, 4 * w)
+        return self.patch_merge(merged)
+
+    def forward(self, features: VisionFeatures, regions: RegionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        fmap = self.feature_map(features)
+        tokens = self.image_tokens(fmap)
+        if len(regions) == 0:
+            return fmap.new_zeros(0, self.config.hidden_size), tokens
+        return self.pool_masks(fmap, regions), tokens
+
+
+def build_region_encoder(config: RegionEncoderConfig, tower: nn.Module) -> nn.Module:
+    n = len(tower.channels)
+    in_channels = [tower.channels[i % n] for i in config.feature_levels]
+    cls = GPT4RoIEncoder if config.type == "gpt4roi" else RegionGPTEncoder
+    return cls(config, in_channels, tower.token_channels, tower.image_size)

@@ -1,0 +1,192 @@
+"""Training recipes: YAML files validated into dataclasses (unknown keys and bad values are errors).
+
+```yaml
+model: {preset: tiny-default}          # or {init_from: CHECKPOINT_DIR}; region_config: {...} overrides
+data: {train: data/regionworld/train.jsonl, eval: data/regionworld/val.jsonl, max_eval_samples: 256}
+output_dir: runs/default
+seed: 0
+training: {batch_size: 16, lr_scheduler: cosine, warmup_ratio: 0.03}   # defaults for every stage
+stages:
+  - {name: stage1, trainable: [region_encoder, region_projector, image_projector], max_steps: 600, learning_rate: 1.0e-3}
+  - {name: stage2, trainable: [region_encoder, region_projector, image_projector], lora: {r: 8, target_modules: [q_proj, v_proj]}, max_steps: 200}
+```
+Command-line overrides are dotted ``key=value`` pairs parsed as YAML values, e.g.
+``training.batch_size=4`` or ``stages.0.max_steps=10``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regiongpt.modeling.modeling import COMPONENTS
+
+
+@dataclass
+class ModelSpec:
+    preset: str | None = None
+    init_from: str | None = None
+    region_config: dict[str, Any] = field(default_factory=dict)
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.preset is None) == (self.init_from is None):
+            raise ValueError("model: give exactly one of 'preset' or 'init_from'")
+
+
+@dataclass
+class DataSpec:
+    train: str = ""
+    eval: str | None = None
+    root: str | None = None  # image paths are relative to this (default: the JSONL's folder)
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = 256
+    skip_invalid: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("data.train must name a JSONL file")
+
+
+@dataclass
+class TrainingSpec:
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.0
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    num_epochs: float = 1.0
+    max_steps: int = -1
+    bf16: str | bool = "auto"  # auto: on where the hardware supports it
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    eval_steps: int | None = None
+    dataloader_num_workers: int = 0
+    deepspeed: str | None = None  # a DeepSpeed JSON config file
+    fsdp: str | None = None  # e.g. "full_shard auto_wrap"
+    fsdp_config: str | None = None
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("batch_size and gradient_accumulation_steps must be >= 1")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.lr_scheduler not in ("cosine", "linear", "constant", "constant_with_warmup"):
+            raise ValueError(f"lr_scheduler must be cosine/linear/constant/constant_with_warmup, got {self.lr_scheduler!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.bf16 not in ("auto", True, False):
+            raise ValueError(f"bf16 must be auto, true or false, got {self.bf16!r}")
+
+
+@dataclass
+class StageSpec:
+    name: str
+    trainable: list[str]
+    lora: dict[str, Any] | None = None
+    overrides: TrainingSpec | None = None  # filled from the stage's training keys
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.trainable) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"stage {self.name!r}: unknown components {unknown}; choose from {list(COMPONENTS)}")
+        if not self.trainable and not self.lora:
+            raise ValueError(f"stage {self.name!r} trains nothing")
+
+
+@dataclass
+class Recipe:
+    model: ModelSpec
+    data: DataSpec
+    stages: list[StageSpec]
+    output_dir: str = "runs/regiongpt"
+    seed: int = 0
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be a mapping, got {values!r:.60}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node: Any = tree
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_recipe(values: dict[str, Any], overrides: list[str] = ()) -> Recipe:
+    """Validate a recipe mapping after applying ``key=value`` overrides."""
+    values = yaml.safe_load(yaml.safe_dump(values))  # deep copy
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value (e.g. training.batch_size=4)")
+        key, raw = item.split("=", 1)
+        try:
+            _set_dotted(values, key.strip(), yaml.safe_load(raw))
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ValueError(f"override {item!r}: no such key path") from None
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"recipe: unknown keys {unknown}; known: {sorted(known)}")
+    training = _build(TrainingSpec, values.get("training", {}), "training")
+    base = dataclasses.asdict(training)
+    stages = []
+    for index, stage in enumerate(values.get("stages") or []):
+        if not isinstance(stage, dict):
+            raise ValueError(f"stages[{index}] must be a mapping")
+        own = {k: stage[k] for k in ("name", "trainable", "lora") if k in stage}
+        tweaks = {k: v for k, v in stage.items() if k not in own}
+        merged = _build(TrainingSpec, {**base, **tweaks}, f"stages[{index}]")
+        stages.append(_build(StageSpec, {"name": f"stage{index + 1}", "trainable": [], **own, "overrides": merged},
+                             f"stages[{index}]"))
+    if not stages:
+        raise ValueError("recipe: 'stages' must list at least one stage")
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise ValueError(f"stage names must be unique, got {names}")
+    return Recipe(
+        model=_build(ModelSpec, values.get("model", {}), "model"),
+        data=_build(DataSpec, values.get("data", {}), "data"),
+        stages=stages,
+        output_dir=str(values.get("output_dir", "runs/regiongpt")),
+        seed=int(values.get("seed", 0)),
+        training=training,
+    )
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"recipe file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    try:
+        return parse_recipe(values, overrides)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None

@@ -1,0 +1,137 @@
+"""Run a recipe on the HF Trainer (accelerate underneath: one CPU up to DeepSpeed/FSDP clusters).
+
+Each stage freezes/unfreezes components, optionally adds LoRA adapters to the LM (peft), and
+trains with its own schedule; ``OUTPUT_DIR/<stage>/final`` holds the stage's checkpoint and
+``OUTPUT_DIR/final`` the last one. ``resume=True`` skips finished stages and continues an
+unfinished one from its newest ``checkpoint-*`` (optimizer, scheduler and RNG states included).
+Launch on several processes with ``accelerate launch -m regiongpt.cli train ...`` or ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from regiongpt.data.dataset import Collator, RegionDataset
+from regiongpt.modeling.checkpoint import apply_lora, build_model, load_checkpoint, save_checkpoint
+from regiongpt.modeling.configuration import RegionEncoderConfig, preset_config
+from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
+from regiongpt.modeling.pretrained import load_tokenizer
+from regiongpt.processing import RegionGPTProcessor
+from regiongpt.train.recipe import Recipe, StageSpec, TrainingSpec
+
+logger = logging.getLogger(__name__)
+
+
+def build_from_recipe(recipe: Recipe) -> tuple[RegionGPTForConditionalGeneration, RegionGPTProcessor]:
+    spec = recipe.model
+    if spec.init_from is not None:
+        model = load_checkpoint(spec.init_from)
+        tokenizer = AutoTokenizer.from_pretrained(spec.init_from)
+    else:
+        config = preset_config(spec.preset)
+        if spec.region_config:
+            config.region_config = RegionEncoderConfig.from_dict({**config.region_config, **spec.region_config}).to_dict()
+        if spec.system_prompt is not None:
+            config.system_prompt = spec.system_prompt
+        source = config.pretrained_parts.get("language_model")
+        if source is None:
+            raise ValueError(f"preset {spec.preset!r} names no pretrained language model; use init_from")
+        tokenizer = load_tokenizer(source)
+        model = build_model(config)
+    processor = RegionGPTProcessor.from_config(model.config, tokenizer)
+    return model, processor
+
+
+def _bf16(value: str | bool) -> bool:
+    if value == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(value)
+
+
+def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval: bool) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        lr_scheduler_type=spec.lr_scheduler,
+        warmup_ratio=spec.warmup_ratio,
+        num_train_epochs=spec.num_epochs,
+        max_steps=spec.max_steps,
+        bf16=_bf16(spec.bf16),
+        gradient_checkpointing=spec.gradient_checkpointing,
+        logging_steps=spec.logging_steps,
+        save_steps=spec.save_steps,
+        save_total_limit=spec.save_total_limit,
+        eval_strategy="steps" if has_eval and spec.eval_steps else "no",
+        eval_steps=spec.eval_steps,
+        dataloader_num_workers=spec.dataloader_num_workers,
+        deepspeed=spec.deepspeed,
+        fsdp=spec.fsdp or "",
+        fsdp_config=spec.fsdp_config,
+        max_grad_norm=spec.max_grad_norm,
+        seed=seed,
+        data_seed=seed,
+        remove_unused_columns=False,
+        report_to=[],
+        save_safetensors=True,
+        disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _prepare_stage(model: RegionGPTForConditionalGeneration, stage: StageSpec) -> None:
+    if stage.lora and not model.config.lora:
+        apply_lora(model, stage.lora)
+    model.set_trainable(stage.trainable)
+    if model.config.lora:  # adapters stay trainable whenever present
+        for name, param in model.language_model.named_parameters():
+            if "lora_" in name:
+                param.requires_grad_(True)
+
+
+def run_recipe(recipe: Recipe, resume: bool = False) -> Path:
+    """Train every stage of ``recipe``; returns the final checkpoint directory."""
+    set_seed(recipe.seed)
+    model, processor = build_from_recipe(recipe)
+    out = Path(recipe.output_dir)
+    train_set = RegionDataset(recipe.data.train, processor, recipe.data.root, recipe.data.max_train_samples)
+    eval_set = (
+        RegionDataset(recipe.data.eval, processor, recipe.data.root, recipe.data.max_eval_samples)
+        if recipe.data.eval else None
+    )
+    final = out / "final"
+    for stage in recipe.stages:
+        stage_dir = out / stage.name
+        done = stage_dir / "final"
+        _prepare_stage(model, stage)
+        if resume and (done / "config.json").is_file():
+            logger.info("stage %s already finished; loading %s", stage.name, done)
+            state = load_checkpoint(done).state_dict()
+            model.load_state_dict(state, strict=False)
+            continue
+        spec = stage.overrides or recipe.training
+        args = training_arguments(spec, stage_dir, recipe.seed, eval_set is not None)
+        if spec.gradient_checkpointing:
+            model.language_model.config.use_cache = False
+        trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                          data_collator=Collator(processor), processing_class=processor.tokenizer)
+        checkpoint = get_last_checkpoint(str(stage_dir)) if resume and stage_dir.is_dir() else None
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        if trainer.is_world_process_zero():
+            save_checkpoint(model, done, tokenizer=processor.tokenizer)
+            (stage_dir / "train_result.json").write_text(json.dumps(
+                {"stage": stage.name, "metrics": result.metrics, "training": dataclasses.asdict(spec)}, indent=2))
+        trainer.accelerator.wait_for_everyone()
+    model.config.use_cache = True
+    save_checkpoint(model, final, tokenizer=processor.tokenizer)
+    return final

@@ -1,0 +1,106 @@
+"""The model with tiny random CLIP/SigLIP + Llama configs through both region encoders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from regiongpt.modeling.configuration import preset_config
+from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
+
+CONV = [{"from": "human", "value": "What is <region1> next to <region2>?"}, {"from": "gpt", "value": "a red cat"}]
+BOXES = [[0, 0, 20, 20], [10, 10, 50, 40]]
+
+
+@pytest.mark.parametrize("tower", ["clip", "siglip"])
+@pytest.mark.parametrize("encoder", ["regiongpt", "gpt4roi"])
+def test_loss_and_gradients_reach_trainable_parts_only(tiny_factory, rgb_image, encoder, tower):
+    model, processor = tiny_factory(encoder=encoder, tower=tower)
+    model.set_trainable(["region_encoder", "region_projector", "image_projector"])
+    model.train()
+    batch = processor([CONV, CONV], [rgb_image, rgb_image], [BOXES, BOXES[::-1]])
+    out = model(**batch)
+    assert torch.isfinite(out.loss)
+    assert out.logits.shape[:2] == batch["input_ids"].shape
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        if name.startswith(("region_encoder", "region_projector", "image_projector")):
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert param.grad is None, name
+
+
+def test_frozen_tower_stays_in_eval_mode(tiny_factory):
+    model, _ = tiny_factory()
+    model.train()
+    assert not model.vision_tower.training
+    assert model.region_encoder.training
+
+
+def test_placeholder_count_mismatch_is_a_hard_error(tiny_factory, rgb_image):
+    model, processor = tiny_factory()
+    batch = processor([CONV], [rgb_image], [BOXES])
+    batch["region_token_index"] = batch["region_token_index"][:1]
+    with pytest.raises(ValueError, match="region placeholder count mismatch: 2 placeholders.*1 region"):
+        model(**batch)
+
+
+def test_embedding_matrix_is_never_resized(tiny_factory):
+    model, processor = tiny_factory()
+    vocab = model.get_input_embeddings().weight.shape[0]
+    assert processor.region_token_id >= vocab and processor.image_token_id >= vocab
+    assert model.get_input_embeddings().weight.shape[0] == vocab
+
+
+def _sharp(model):
+    """Spread the LM's logits so that greedy decoding has no near-ties."""
+    with torch.no_grad():
+        model.language_model.get_output_embeddings().weight.mul_(40)
+    return model
+
+
+def test_batched_generation_equals_single_sample_generation(tiny_factory, rgb_image):
+    model, processor = tiny_factory(seed=3, text_overrides={"tie_word_embeddings": False})
+    _sharp(model)
+    questions = [
+        ([{"role": "user", "content": "Describe <region1> and <region2> and <region3>."}], [[0, 0, 20, 20], [5, 5, 60, 50], [40, 10, 79, 59]]),
+        ([{"role": "user", "content": "What is in the image?"}], []),
+        ([{"role": "user", "content": "What is <region1>?"}], [[10, 10, 30, 30]]),
+    ]
+    kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    singles = []
+    for conv, regions in questions:
+        batch = processor([conv], [rgb_image], [regions], add_generation_prompt=True)
+        batch.pop("labels")
+        singles.append(model.generate(**batch, **kwargs)[0].tolist())
+    batch = processor([q[0] for q in questions], [rgb_image] * 3, [q[1] for q in questions],
+                      add_generation_prompt=True, padding_side="left")
+    batch.pop("labels")
+    batched = model.generate(**batch, **kwargs).tolist()
+    assert len({tuple(s) for s in singles}) > 1, "degenerate model: all answers equal"
+    assert batched == singles
+
+
+def test_save_and_load_give_identical_logits(tiny_factory, rgb_image, tmp_path):
+    model, processor = tiny_factory(encoder="gpt4roi")
+    batch = processor([CONV], [rgb_image], [BOXES])
+    with torch.no_grad():
+        before = model(**batch).logits
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = RegionGPTForConditionalGeneration.from_pretrained(tmp_path / "ckpt")
+    with torch.no_grad():
+        after = loaded(**batch).logits
+    torch.testing.assert_close(before, after, rtol=0, atol=0)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary files left behind"
+
+
+@pytest.mark.parametrize("name", ["gpt4roi", "regiongpt"])
+def test_7b_presets_build_on_meta_device(name):
+    config = preset_config(name)
+    with torch.device("meta"):
+        model = RegionGPTForConditionalGeneration(config)
+    total = sum(p.numel() for p in model.parameters())
+    assert 6.5e9 < total < 8e9
+    if name == "gpt4roi":  # the paper's flatten-linear: 1024 x (1024*14*14), about 205M parameters
+        assert tuple(model.region_encoder.reduce.weight.shape) == (1024, 200704)
+        assert config.num_image_tokens == 256

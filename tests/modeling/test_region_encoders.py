@@ -1,0 +1,104 @@
+"""Region encoders in isolation, on constructed feature maps."""
+
+from __future__ import annotations
+
+import torch
+
+from regiongpt.modeling.configuration import RegionEncoderConfig
+from regiongpt.modeling.region_encoders import GPT4RoIEncoder, RegionGPTEncoder, RegionInputs
+from regiongpt.modeling.vision import VisionFeatures
+
+
+def _features(fmap: torch.Tensor, stride: float = 8.0) -> VisionFeatures:
+    return VisionFeatures([fmap], [stride], fmap.permute(0, 2, 3, 1))
+
+
+def _box_region(box, size: int = 64) -> RegionInputs:
+    mask = torch.zeros(1, size, size)
+    x1, y1, x2, y2 = box
+    mask[0, y1:y2, x1:x2] = 1
+    return RegionInputs(torch.tensor([box], dtype=torch.float32), mask, torch.tensor([0]))
+
+
+def test_mask_pooling_equals_hand_computed_mean():
+    torch.manual_seed(0)
+    config = RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0)
+    encoder = RegionGPTEncoder(config, [4], 4, 64)
+    fmap = torch.randn(1, 4, 8, 8)
+    mask = torch.zeros(1, 64, 64)
+    mask[0, 8:24, 16:40] = 1  # exactly feature cells rows 1..2, cols 2..4 (8 px per cell)
+    features, _ = encoder(_features(fmap), RegionInputs(torch.tensor([[16.0, 8, 40, 24]]), mask, torch.tensor([0])))
+    expected = fmap[0, :, 1:3, 2:5].mean(dim=(1, 2))
+    torch.testing.assert_close(features[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mask_pooling_weights_partial_cells_softly():
+    config = RegionEncoderConfig(type="regiongpt", hidden_size=1, feature_levels=[0], refine=False, image_token_grid=0)
+    encoder = RegionGPTEncoder(config, [1], 1, 64)
+    fmap = torch.zeros(1, 1, 8, 8)
+    fmap[0, 0, 0, 0], fmap[0, 0, 0, 1] = 1.0, 3.0
+    mask = torch.zeros(1, 64, 64)
+    mask[0, 0:8, 0:12] = 1  # all of cell (0,0), half of cell (0,1)
+    features, _ = encoder(_features(fmap), RegionInputs(torch.tensor([[0.0, 0, 12, 8]]), mask, torch.tensor([0])))
+    assert abs(features[0, 0].item() - (1.0 * 1 + 3.0 * 0.5) / 1.5) < 1e-5
+
+
+def test_regiongpt_token_depends_on_inside_not_far_outside():
+    torch.manual_seed(0)
+    config = RegionEncoderConfig(type="regiongpt", hidden_size=8, feature_levels=[0], image_token_grid=0)
+    encoder = RegionGPTEncoder(config, [8], 8, 64).eval()
+    fmap = torch.randn(1, 8, 8, 8)
+    region = _box_region([0, 0, 16, 16])
+    base, _ = encoder(_features(fmap), region)
+    inside = fmap.clone()
+    inside[0, :, 0:2, 0:2] += 1.0
+    far = fmap.clone()
+    far[0, :, 5:8, 5:8] += 1.0
+    changed, _ = encoder(_features(inside), region)
+    same, _ = encoder(_features(far), region)
+    assert (changed - base).abs().max() > 1e-3
+    torch.testing.assert_close(same, base)
+
+
+def test_gpt4roi_token_changes_with_features_inside_the_box():
+    torch.manual_seed(0)
+    config = RegionEncoderConfig(type="gpt4roi", hidden_size=16, feature_levels=[0, 1], level_sizes=[8, 4],
+                                 group_norm_groups=4, roi_output_size=2, fuse_rounds=1, image_token_grid=0)
+    encoder = GPT4RoIEncoder(config, [16, 16], 16, 64).eval()
+    fmap = torch.randn(1, 16, 8, 8)
+    features = VisionFeatures([fmap, fmap], [8.0, 8.0], fmap.permute(0, 2, 3, 1))
+    region = _box_region([0, 0, 16, 16])
+    base, _ = encoder(features, region)
+    inside = fmap.clone()
+    inside[0, :, 0:2, 0:2] += 2.0
+    changed, _ = encoder(VisionFeatures([inside, inside], [8.0, 8.0], inside.permute(0, 2, 3, 1)), region)
+    assert base.shape == (1, 16)
+    assert (changed - base).abs().max() > 1e-3
+
+
+def test_scale_shuffle_takes_the_documented_channel_slices():
+    """Level l's fuse input: [own 0:W/2 | coarser 3W/4:W | finer W/2:3W/4] (DESIGN section 8)."""
+    config = RegionEncoderConfig(type="gpt4roi", hidden_size=8, feature_levels=[0, 1], level_sizes=[4, 2],
+                                 group_norm_groups=1, roi_output_size=2, fuse_rounds=1, image_token_grid=0)
+    encoder = GPT4RoIEncoder(config, [8, 8], 8, 64)
+    captured = []
+    conv = encoder.fuse_convs[0]["conv"]
+    conv.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    levels = [torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2)]
+    for i, level in enumerate(levels):
+        encoder.input_convs[i] = _Passthrough(level)
+    encoder.pyramid(VisionFeatures(levels, [16.0, 32.0], levels[1].permute(0, 2, 3, 1)))
+    fine_input = captured[0]
+    torch.testing.assert_close(fine_input[:, :4], levels[0][:, :4])
+    coarse_up = torch.nn.functional.interpolate(levels[1], size=(4, 4), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(fine_input[:, 4:6], coarse_up[:, 6:8])
+    torch.testing.assert_close(fine_input[:, 6:8], levels[0][:, 4:6])  # finest level's "finer" is itself
+
+
+class _Passthrough(torch.nn.Module):
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value
