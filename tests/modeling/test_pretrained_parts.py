@@ -1,0 +1,78 @@
+"""The real offline pretrained parts: EfficientNet-Lite0 and SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from regiongpt.modeling.checkpoint import load_vision_tower
+from regiongpt.modeling.configuration import preset_config
+from regiongpt.processing import ImagePreprocessor
+
+pytestmark = pytest.mark.real
+
+CAT_CLASSES = set(range(281, 286))  # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def _chelsea() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.chelsea())
+
+
+def test_efficientnet_lite0_sees_a_cat_with_the_configured_normalisation():
+    config = preset_config("tiny-default")
+    tower = load_vision_tower(config, "efficientnet-lite0").eval()
+    vision = config.vision_config
+    pixels, _ = ImagePreprocessor(224, vision.image_mean, vision.image_std, "resize")(_chelsea())
+    with torch.no_grad():
+        probs = tower.classify(pixels[None]).softmax(-1)[0]
+    assert set(probs.topk(5).indices.tolist()) & CAT_CLASSES
+    assert probs.argmax().item() in CAT_CLASSES and probs.max() > 0.5
+    # The wrong normalisation (raw [0, 1] input) must do clearly worse: the test settles the choice.
+    raw, _ = ImagePreprocessor(224, [0.0] * 3, [1.0] * 3, "resize")(_chelsea())
+    with torch.no_grad():
+        raw_probs = tower.classify(raw[None]).softmax(-1)[0]
+    assert raw_probs[list(CAT_CLASSES)].sum() < probs[list(CAT_CLASSES)].sum()
+
+
+def test_efficientnet_feature_maps_have_strides_8_16_32():
+    config = preset_config("tiny-default")
+    tower = load_vision_tower(config, "efficientnet-lite0").eval()
+    with torch.no_grad():
+        features = tower(torch.zeros(1, 3, 224, 224))
+    assert [tuple(m.shape[1:]) for m in features.maps] == [(40, 28, 28), (112, 14, 14), (320, 7, 7)]
+    assert features.strides == [8.0, 16.0, 32.0]
+
+
+def test_smollm2_knows_the_capital_of_france(smollm2):
+    model, tokenizer = smollm2
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer
+
+
+def test_smollm2_template_without_system_message_inserts_a_long_default(smollm2):
+    """The trap the processor avoids by always passing its own short system prompt."""
+    _, tokenizer = smollm2
+    bare = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    short = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], tokenize=False)
+    assert len(tokenizer(bare)["input_ids"]) - len(tokenizer(short)["input_ids"]) >= 10
+    assert tokenizer.pad_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_pretrained_weight_cache_is_reused(tmp_path):
+    from regiongpt.modeling.pretrained import efficientnet_lite0_weights
+
+    first = efficientnet_lite0_weights()
+    second = efficientnet_lite0_weights()
+    key = next(iter(first))
+    assert torch.equal(first[key], second[key])
+    assert np.isfinite(first[key].numpy()).all()
