@@ -229,7 +229,7 @@ def preset_config(name: str) -> RegionGPTConfig:
             vision_config=EfficientNetLiteConfig(),
             text_config=smollm2_text_config(),
             region_config=RegionEncoderConfig(
-                type="regiongpt", hidden_size=256, feature_levels=[0, 1], image_token_grid=4,
+                type="regiongpt", hidden_size=128, feature_levels=[0, 1], image_token_grid=4,
                 connector="separate",
             ),
             system_prompt="Answer questions about image regions.",

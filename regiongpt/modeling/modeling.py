@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -19,6 +20,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from regiongpt.modeling.configuration import RegionGPTConfig
 from regiongpt.modeling.region_encoders import RegionInputs, build_region_encoder
 from regiongpt.modeling.vision import VisionFeatures, build_vision_tower
+from regiongpt.processing import IGNORE_INDEX
 
 #: Component names accepted by :meth:`RegionGPTForConditionalGeneration.set_trainable`.
 COMPONENTS = ("vision_tower", "region_encoder", "image_projector", "region_projector", "language_model")
@@ -214,11 +216,28 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
             )
         if position_ids is None and attention_mask is not None and past_key_values is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if labels is not None:
+            return self._supervised_loss(inputs_embeds, attention_mask, position_ids, labels, **kwargs)
         return self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-            labels=labels, past_key_values=past_key_values, use_cache=use_cache,
-            logits_to_keep=logits_to_keep, **kwargs,
+            past_key_values=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs,
         )
+
+    def _supervised_loss(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+                         position_ids: torch.Tensor | None, labels: torch.Tensor,
+                         num_items_in_batch: torch.Tensor | int | None = None, **kwargs) -> CausalLMOutputWithPast:
+        """Next-token loss computing LM-head logits only where labels are set (a few tokens per
+        sample), which saves the ``(B, L, vocab)`` projection; returns those logits flattened."""
+        hidden = self.language_model.get_decoder()(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+            use_cache=False, **kwargs,
+        ).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != IGNORE_INDEX
+        logits = self.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+        count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+        return CausalLMOutputWithPast(loss=loss / torch.as_tensor(count, device=loss.device).clamp(min=1), logits=logits)
 
     @torch.no_grad()
     def generate(

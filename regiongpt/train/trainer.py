@@ -64,7 +64,7 @@ def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval
         learning_rate=spec.learning_rate,
         weight_decay=spec.weight_decay,
         lr_scheduler_type=spec.lr_scheduler,
-        warmup_ratio=spec.warmup_ratio,
+        warmup_steps=spec.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         num_train_epochs=spec.num_epochs,
         max_steps=spec.max_steps,
         bf16=_bf16(spec.bf16),
@@ -83,7 +83,6 @@ def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval
         data_seed=seed,
         remove_unused_columns=False,
         report_to=[],
-        save_safetensors=True,
         disable_tqdm=False,
         use_cpu=not torch.cuda.is_available(),
     )

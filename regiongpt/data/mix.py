@@ -1,0 +1,164 @@
+"""Mix canonical JSONL files into one, the way training recipes mix data sets.
+
+A mix file is YAML, either a list of sources or a mapping with ``datasets`` (plus optional
+``seed`` and ``shuffle``)::
+
+    seed: 0
+    datasets:
+      - {path: coco_category.jsonl, ratio: 0.5, name: coco}   # a random half
+      - {path: refcocog_caption.jsonl, count: 20000}           # exactly 20000 records
+      - {path: vcr.jsonl, ratio: 2}                            # every record twice
+
+Paths are relative to the mix file. ``ratio`` scales the file's record count (above 1:
+whole copies plus a random rest), ``count`` asks for an exact number, neither means every
+record once. Sampling is deterministic: the same seed gives the same output, and a source's
+sample does not change when other sources are added. Output ids are ``name/id`` (``#k`` added
+to the k-th extra copy) and ``meta.mix`` holds the source name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regiongpt.data.format import Record, read_jsonl, write_jsonl
+
+SOURCE_KEYS = ("path", "ratio", "count", "name")
+MIX_KEYS = ("datasets", "seed", "shuffle")
+
+
+@dataclass(frozen=True)
+class MixSource:
+    """One input JSONL of a mix and how much of it to take."""
+
+    path: Path
+    name: str
+    ratio: float | None = None
+    count: int | None = None
+
+    def target(self, size: int) -> int:
+        """How many records to draw from a file of ``size`` records."""
+        if self.count is not None:
+            return self.count
+        return size if self.ratio is None else round(self.ratio * size)
+
+
+@dataclass
+class MixSpec:
+    sources: list[MixSource]
+    seed: int = 0
+    shuffle: bool = True
+
+
+def _source(entry: Any, index: int, base: Path, where: str) -> MixSource:
+    here = f"{where}: datasets[{index}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{here}: expected a mapping with {list(SOURCE_KEYS)}, got {entry!r:.60}")
+    unknown = sorted(set(entry) - set(SOURCE_KEYS))
+    if unknown:
+        raise ValueError(f"{here}: unknown key(s) {unknown}; allowed: {list(SOURCE_KEYS)}")
+    if not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise ValueError(f"{here}: 'path' must be a file path, got {entry.get('path')!r:.60}")
+    path = base / entry["path"]
+    if not path.is_file():
+        raise ValueError(f"{here}: {path} does not exist")
+    ratio, count = entry.get("ratio"), entry.get("count")
+    if ratio is not None and count is not None:
+        raise ValueError(f"{here}: give 'ratio' or 'count', not both")
+    if ratio is not None and (
+        isinstance(ratio, bool)
+        or not isinstance(ratio, (int, float))
+        or not math.isfinite(ratio)
+        or ratio <= 0
+    ):
+        raise ValueError(f"{here}: 'ratio' must be a positive number, got {ratio!r:.40}")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"{here}: 'count' must be a positive integer, got {count!r:.40}")
+    name = entry.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{here}: 'name' must be a non-empty string, got {name!r:.40}")
+    return MixSource(path, name, None if ratio is None else float(ratio), count)
+
+
+def load_mix(path: str | Path) -> MixSpec:
+    """Parse and validate a mix file (unknown keys, missing files, bad amounts: ValueError)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    spec: dict[str, Any] = {"datasets": data} if isinstance(data, list) else data
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a mix file is a list of datasets or a mapping with 'datasets'")
+    unknown = sorted(set(spec) - set(MIX_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {list(MIX_KEYS)}")
+    entries = spec.get("datasets")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}: 'datasets' must be a non-empty list")
+    sources = [_source(entry, i, path.parent, str(path)) for i, entry in enumerate(entries)]
+    names = Counter(s.name for s in sources)
+    if any(n > 1 for n in names.values()):
+        raise ValueError(
+            f"{path}: dataset names must be unique, repeated: {[k for k, n in names.items() if n > 1]}"
+        )
+    seed, shuffle = spec.get("seed", 0), spec.get("shuffle", True)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{path}: 'seed' must be an integer, got {seed!r:.40}")
+    if not isinstance(shuffle, bool):
+        raise ValueError(f"{path}: 'shuffle' must be true or false, got {shuffle!r:.40}")
+    return MixSpec(sources, seed, shuffle)
+
+
+def _draw(source: MixSource, seed: int) -> Iterator[Record]:
+    size = sum(1 for _ in read_jsonl(source.path))
+    target = source.target(size)
+    if size == 0:
+        if target:
+            raise ValueError(f"{source.path}: no records to draw {target} from ({source.name})")
+        return
+    full, rest = divmod(target, size)
+    rng = random.Random(f"{seed}:{source.name}")
+    extra = set(rng.sample(range(size), rest))
+    for index, record in enumerate(read_jsonl(source.path)):
+        for copy in range(full + (index in extra)):
+            suffix = f"#{copy}" if copy else ""
+            meta = {**record.meta, "mix": source.name}
+            yield dataclasses.replace(record, id=f"{source.name}/{record.id}{suffix}", meta=meta)
+
+
+def mix_records(spec: MixSpec) -> tuple[list[Record], dict[str, int]]:
+    """The mixed records (shuffled with ``spec.seed`` when ``spec.shuffle``) and the count
+    drawn from each source."""
+    records: list[Record] = []
+    counts: dict[str, int] = {}
+    for source in spec.sources:
+        before = len(records)
+        records.extend(_draw(source, spec.seed))
+        counts[source.name] = len(records) - before
+    if spec.shuffle:
+        random.Random(spec.seed).shuffle(records)
+    return records, counts
+
+
+def write_mix(
+    mix_path: str | Path, out: str | Path, *, seed: int | None = None, shuffle: bool | None = None
+) -> dict[str, int]:
+    """Mix per ``mix_path`` into ``out`` (atomic write); ``seed``/``shuffle`` override the
+    file's. Returns the count per source."""
+    spec = load_mix(mix_path)
+    if seed is not None:
+        spec.seed = seed
+    if shuffle is not None:
+        spec.shuffle = shuffle
+    records, counts = mix_records(spec)
+    write_jsonl(out, records)
+    return counts

@@ -1,0 +1,564 @@
+"""RegionWorld: procedural 224x224 scenes of shapes with exact masks, and samples for every task.
+
+A scene holds 2-4 objects on a cluttered background (a muted gradient, thin muted lines and
+sparse speckle noise). Each object has four attributes, written in this fixed order in brief
+captions (:data:`BRIEF_ORDER`): ``size colour texture shape``, e.g. "small red striped circle".
+
+Exactness conventions:
+
+* Objects are drawn without anti-aliasing, later objects over earlier ones. An object's mask is
+  its *visible* pixels; its box is the tight pixel-xyxy box of that mask (right/bottom edges
+  exclusive, as :meth:`regiongpt.regions.Mask.to_box`). Every visible pixel has exactly the
+  object's colour or its texture shade (:func:`texture_shade`); clutter lies under the objects.
+* Occlusion is bounded: every object keeps at least ``min_visible`` (0.6) of its area visible.
+* Size buckets come from the longest side of the visible box: small < 28 px (1/8 of the image),
+  medium < 64 px, large otherwise; placement is rejected when occlusion would change a bucket.
+* Shapes are not uniform: a scene theme (:data:`THEMES`) favours certain shape pairs over a Zipf
+  base, so the most frequent shapes (POPE "popular") and the shapes that co-occur most with those
+  present (POPE "adversarial") differ; :func:`shape_statistics` gives the exact design rates.
+* :data:`HELD_OUT_PAIRS` (8 of the 64 colour-shape pairs, one per shape and per colour) appear only
+  in the ``test_comp`` split.
+
+Everything is deterministic: split ``s`` image ``i`` of seed ``k`` draws from
+``np.random.default_rng([k, SPLIT_CODES[s], i, 0])`` (scene) and ``[..., 1]`` (its samples).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from regiongpt.data.format import write_jsonl
+from regiongpt.tasks import Task
+
+GENERATOR_VERSION = "1.0"
+IMAGE_SIZE = 224
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 35, 35),
+    "green": (35, 160, 55),
+    "blue": (35, 75, 215),
+    "yellow": (240, 215, 35),
+    "purple": (135, 55, 185),
+    "orange": (245, 135, 25),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+}
+SIZES: tuple[str, ...] = ("small", "medium", "large")
+TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted", "checkered")
+BRIEF_ORDER: tuple[str, ...] = ("size", "colour", "texture", "shape")
+#: Attribute words per kind; pass to :func:`regiongpt.eval.metrics.parse_attributes`.
+VOCAB: dict[str, tuple[str, ...]] = {
+    "size": SIZES,
+    "colour": tuple(COLOURS),
+    "texture": TEXTURES,
+    "shape": SHAPES,
+}
+
+SMALL_MAX, LARGE_MIN = 28, 64  # bucket edges on the visible box's longest side (px)
+NOMINAL_SIDE: dict[str, tuple[int, int]] = {"small": (14, 22), "medium": (34, 52), "large": (70, 96)}
+SIZE_PROBS: tuple[float, ...] = (0.35, 0.40, 0.25)
+MAX_ROTATION = 12.0  # degrees, polygons only
+
+#: Scene themes partition the shapes into pairs that co-occur, each a frequent shape with a rarer
+#: one. A scene's theme is drawn with probability equal to the Zipf mass of its shapes; each object
+#: then takes a theme shape (in proportion to their Zipf weights) with probability THEME_AFFINITY,
+#: else a shape from the Zipf base. So object-level shape frequencies are exactly
+#: Zipf(ZIPF_EXPONENT) in SHAPES order, while co-occurrence is structured: next to a circle the
+#: most likely other shape is a heart, though squares are more frequent overall. POPE "popular" and
+#: "adversarial" negatives differ on about half of the images.
+THEMES: dict[str, tuple[str, ...]] = {
+    "hearts": ("circle", "heart"),
+    "crosses": ("square", "cross"),
+    "diamonds": ("triangle", "diamond"),
+    "hexagons": ("star", "hexagon"),
+}
+THEME_AFFINITY = 0.8
+ZIPF_EXPONENT = 0.8
+
+_COLOUR_NAMES = tuple(COLOURS)
+HELD_OUT_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (shape, _COLOUR_NAMES[(3 * i + 1) % len(_COLOUR_NAMES)]) for i, shape in enumerate(SHAPES)
+)
+SPLITS: tuple[str, ...] = ("train", "val", "test", "test_comp")
+SPLIT_CODES: dict[str, int] = {name: code for code, name in enumerate(SPLITS)}
+
+
+def size_bucket(longest_side: float) -> str:
+    """``small`` (< 28 px), ``medium`` (< 64 px) or ``large``."""
+    return "small" if longest_side < SMALL_MAX else "medium" if longest_side < LARGE_MIN else "large"
+
+
+def tight_box(mask: np.ndarray) -> list[float]:
+    """Pixel xyxy box of a non-empty boolean mask, right/bottom exclusive."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
+
+
+@dataclass
+class SceneObject:
+    """One object; ``mask`` holds its visible pixels, ``box`` their tight xyxy box."""
+
+    shape: str
+    colour: str
+    texture: str
+    size: str
+    mask: np.ndarray = field(repr=False)
+    box: list[float]
+    full_area: int
+    compositional: bool = False
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {"size": self.size, "colour": self.colour, "texture": self.texture, "shape": self.shape}
+
+    @property
+    def brief(self) -> str:
+        """``"<size> <colour> <texture> <shape>"``, e.g. ``"small red striped circle"``."""
+        return " ".join(self.attributes[kind] for kind in BRIEF_ORDER)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box
+        return ((x1 + x2) / 2, (y1 + y2) / 2)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {
+            **self.attributes,
+            "box": self.box,
+            "area": self.area,
+            "visible_fraction": round(self.area / self.full_area, 4),
+            "compositional": self.compositional,
+        }
+
+
+@dataclass
+class Scene:
+    split: str
+    index: int
+    theme: str
+    objects: list[SceneObject]
+    image: Image.Image = field(repr=False)
+
+
+@dataclass
+class RegionWorldConfig:
+    """Generation settings. ``samples_per_image`` maps a task name to its samples per image (a
+    fraction such as 0.25 means one sample on every 4th image, spread evenly); tasks left out use
+    :data:`regiongpt.data.regionworld_tasks.DEFAULT_SAMPLES_PER_IMAGE`."""
+
+    min_objects: int = 2
+    max_objects: int = 4
+    mask_fraction: float = 0.25
+    min_visible: float = 0.6
+    samples_per_image: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_objects <= self.max_objects <= 6:
+            raise ValueError(
+                f"need 1 <= min_objects <= max_objects <= 6, got {self.min_objects}, {self.max_objects}"
+            )
+        if not 0.0 <= self.mask_fraction <= 1.0:
+            raise ValueError(f"mask_fraction must be in [0, 1], got {self.mask_fraction}")
+        for name, rate in self.samples_per_image.items():
+            Task.parse(name)
+            if rate < 0:
+                raise ValueError(f"samples_per_image[{name!r}] must be >= 0, got {rate}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape statistics (exact design rates, used for POPE negatives)
+
+
+def zipf_weights() -> np.ndarray:
+    """Object-level shape frequencies, in SHAPES order."""
+    weights = 1.0 / np.arange(1, len(SHAPES) + 1) ** ZIPF_EXPONENT
+    return weights / weights.sum()
+
+
+def theme_probabilities() -> dict[str, float]:
+    zipf = zipf_weights()
+    return {theme: float(sum(zipf[SHAPES.index(s)] for s in shapes)) for theme, shapes in THEMES.items()}
+
+
+def _shape_distribution(theme: str) -> np.ndarray:
+    zipf = zipf_weights()
+    favoured = np.array([zipf[i] if s in THEMES[theme] else 0.0 for i, s in enumerate(SHAPES)])
+    return THEME_AFFINITY * favoured / favoured.sum() + (1 - THEME_AFFINITY) * zipf
+
+
+@dataclass(frozen=True)
+class ShapeStatistics:
+    """``presence[s]`` = P(shape s in an image); ``cooccurrence[s][t]`` = P(s and t both in it)."""
+
+    presence: dict[str, float]
+    cooccurrence: dict[str, dict[str, float]]
+
+    def popular_order(self) -> list[str]:
+        """Shapes from most to least frequent."""
+        return sorted(SHAPES, key=lambda s: (-self.presence[s], SHAPES.index(s)))
+
+    def adversarial_order(self, present: set[str]) -> list[str]:
+        """Absent shapes ranked by summed P(t | s) over the present shapes s (then popularity)."""
+        absent = [t for t in SHAPES if t not in present]
+        score = {t: sum(self.cooccurrence[s][t] / self.presence[s] for s in present) for t in absent}
+        return sorted(absent, key=lambda t: (-score[t], -self.presence[t], SHAPES.index(t)))
+
+
+@lru_cache(maxsize=8)
+def shape_statistics(min_objects: int = 2, max_objects: int = 4) -> ShapeStatistics:
+    """Exact rates under the design distribution (objects drawn independently given the theme;
+    rare placement failures that drop an object are ignored)."""
+    k = len(SHAPES)
+    presence, both = np.zeros(k), np.zeros((k, k))
+    counts = range(min_objects, max_objects + 1)
+    for theme, p_theme in theme_probabilities().items():
+        q = _shape_distribution(theme)
+        for n in counts:
+            weight = p_theme / len(counts)
+            presence += weight * (1 - (1 - q) ** n)
+            miss = (1 - q) ** n
+            miss_pair = np.clip(1 - q[:, None] - q[None, :], 0, 1) ** n
+            both += weight * (1 - miss[:, None] - miss[None, :] + miss_pair)
+    return ShapeStatistics(
+        presence={s: float(presence[i]) for i, s in enumerate(SHAPES)},
+        cooccurrence={s: {t: float(both[i, j]) for j, t in enumerate(SHAPES)} for i, s in enumerate(SHAPES)},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _unit_polygons() -> dict[str, np.ndarray]:
+    def regular(n: int, radius: float, start: float) -> list[tuple[float, float]]:
+        return [
+            (radius * math.cos(start + 2 * math.pi * i / n), radius * math.sin(start + 2 * math.pi * i / n))
+            for i in range(n)
+        ]
+
+    star = [
+        (r * math.cos(-math.pi / 2 + math.pi * i / 5), r * math.sin(-math.pi / 2 + math.pi * i / 5))
+        for i, r in zip(range(10), [0.5, 0.22] * 5)
+    ]
+    a = 0.17
+    cross = [
+        (-a, -0.5),
+        (a, -0.5),
+        (a, -a),
+        (0.5, -a),
+        (0.5, a),
+        (a, a),
+        (a, 0.5),
+        (-a, 0.5),
+        (-a, a),
+        (-0.5, a),
+        (-0.5, -a),
+        (-a, -a),
+    ]
+    t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+    heart = np.stack(
+        [16 * np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))], 1
+    )
+    heart = (heart - (heart.max(0) + heart.min(0)) / 2) / (heart.max(0) - heart.min(0)).max()
+    polygons = {
+        "square": [(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)],
+        "triangle": [(0.0, -0.5), (0.5, 0.5), (-0.5, 0.5)],
+        "star": star,
+        "hexagon": regular(6, 0.5, 0.0),
+        "diamond": [(0.0, -0.5), (0.34, 0.0), (0.0, 0.5), (-0.34, 0.0)],
+        "cross": cross,
+        "heart": heart,
+    }
+    return {name: np.asarray(points, dtype=np.float64) for name, points in polygons.items()}
+
+
+_POLYGONS = _unit_polygons()
+
+
+def shape_mask(shape: str, centre: tuple[float, float], side: float, angle: float = 0.0) -> np.ndarray:
+    """Boolean ``(224, 224)`` mask of a shape whose unrotated extent is ``side`` px."""
+    image = Image.new("1", (IMAGE_SIZE, IMAGE_SIZE), 0)
+    draw = ImageDraw.Draw(image)
+    cx, cy = centre
+    if shape == "circle":
+        r = side / 2
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1)
+    else:
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        points = _POLYGONS[shape] @ np.array([[c, s], [-s, c]]) * side + np.array([cx, cy])
+        draw.polygon([tuple(p) for p in points.tolist()], fill=1)
+    return np.asarray(image, dtype=bool)
+
+
+def texture_shade(colour: str) -> tuple[int, int, int]:
+    """Second colour of a textured object: the colour 40% towards white (dark colours) or black."""
+    rgb = np.array(COLOURS[colour], dtype=np.float64)
+    target = 255.0 if rgb @ np.array([0.299, 0.587, 0.114]) < 100 else 0.0
+    return tuple(int(round(v)) for v in rgb + 0.4 * (target - rgb))  # type: ignore[return-value]
+
+
+def _texture_pattern(texture: str, height: int, width: int, side: float) -> np.ndarray | None:
+    """Where the shade goes, on a ``height x width`` patch anchored at the object's box."""
+    if texture == "solid":
+        return None
+    ys, xs = np.mgrid[0:height, 0:width]
+    if texture == "striped":  # diagonal stripes
+        period = max(5, int(side) // 5)
+        return (xs + ys) % period < 0.4 * period
+    if texture == "dotted":
+        period = max(5, int(side) // 4)
+        dx, dy = xs % period - (period - 1) / 2, ys % period - (period - 1) / 2
+        return dx**2 + dy**2 <= (0.3 * period) ** 2
+    cell = max(3, int(side) // 6)  # checkered
+    return (xs // cell + ys // cell) % 2 == 1
+
+
+@lru_cache(maxsize=1)
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32) / IMAGE_SIZE
+    return xs, ys
+
+
+def _background(rng: np.random.Generator) -> Image.Image:
+    """Muted gradient, thin muted lines and sparse speckle: clutter that is not an object."""
+    base = rng.uniform(100, 165) + rng.uniform(-14, 14, size=3)
+    angle = rng.uniform(0, 2 * math.pi)
+    xs, ys = _grid()
+    ramp = (xs - 0.5) * math.cos(angle) + (ys - 0.5) * math.sin(angle)
+    array = base[None, None, :] + ramp[..., None] * rng.uniform(15, 45)
+    image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(3, 9))):
+        points = rng.uniform(0, IMAGE_SIZE, size=4).tolist()
+        tone = tuple(int(v) for v in np.clip(base + rng.uniform(-30, 30, size=3), 0, 255))
+        draw.line(points, fill=tone, width=1)
+    array = np.array(image, dtype=np.int16)  # sparse speckle noise
+    count = int(rng.integers(300, 900))
+    ys, xs = rng.integers(0, IMAGE_SIZE, size=(2, count))
+    array[ys, xs] += rng.integers(-20, 21, size=(count, 1), dtype=np.int16)
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+def _sample_attributes(
+    rng: np.random.Generator, theme: str, n: int, n_comp: int
+) -> list[tuple[str, str, str, str, bool]]:
+    """(shape, colour, texture, size, compositional) for n objects; the first n_comp are held-out pairs."""
+    q = _shape_distribution(theme)
+    held = set(HELD_OUT_PAIRS)
+    out = []
+    for i in range(n):
+        if i < n_comp:
+            shape, colour = HELD_OUT_PAIRS[int(rng.integers(len(HELD_OUT_PAIRS)))]
+        else:
+            shape = SHAPES[int(rng.choice(len(SHAPES), p=q))]
+            colours = [c for c in _COLOUR_NAMES if (shape, c) not in held]
+            colour = colours[int(rng.integers(len(colours)))]
+        texture = TEXTURES[int(rng.integers(len(TEXTURES)))]
+        size = SIZES[int(rng.choice(len(SIZES), p=SIZE_PROBS))]
+        out.append((shape, colour, texture, size, i < n_comp))
+    return out
+
+
+def _place(
+    rng: np.random.Generator,
+    attrs: list[tuple[str, str, str, str, bool]],
+    min_visible: float,
+    tries: int = 40,
+) -> list[tuple[tuple[str, str, str, str, bool], np.ndarray, np.ndarray, float]]:
+    """Place objects in drawing order; returns (attrs, full mask, visible mask, side) per placed object."""
+    placed: list[tuple[Any, np.ndarray, np.ndarray, float]] = []
+    for item in attrs:
+        shape, _, _, size, _ = item
+        for _ in range(tries):
+            side = float(rng.uniform(*NOMINAL_SIDE[size]))
+            margin = 0.5 * side * 1.2 + 1
+            centre = (
+                float(rng.uniform(margin, IMAGE_SIZE - margin)),
+                float(rng.uniform(margin, IMAGE_SIZE - margin)),
+            )
+            full = shape_mask(shape, centre, side, float(rng.uniform(-MAX_ROTATION, MAX_ROTATION)))
+            x1, y1, x2, y2 = tight_box(full)
+            if size_bucket(max(x2 - x1, y2 - y1)) != size:
+                continue
+            updated, ok = [], True
+            for other_item, other_full, other_visible, _ in placed:
+                visible = other_visible & ~full if (other_visible & full).any() else other_visible
+                if visible is not other_visible:
+                    bx1, by1, bx2, by2 = tight_box(visible) if visible.any() else (0, 0, 0, 0)
+                    ok = (
+                        visible.sum() >= min_visible * other_full.sum()
+                        and size_bucket(max(bx2 - bx1, by2 - by1)) == other_item[3]
+                    )
+                    if not ok:
+                        break
+                updated.append(visible)
+            if ok:
+                placed = [(p[0], p[1], v, p[3]) for p, v in zip(placed, updated)]
+                placed.append((item, full, full.copy(), side))
+                break
+    return placed
+
+
+def render_scene(seed: int, split: str, index: int, config: RegionWorldConfig | None = None) -> Scene:
+    """Build image ``index`` of ``split`` deterministically (see the module docstring)."""
+    config = config or RegionWorldConfig()
+    rng = np.random.default_rng([seed, SPLIT_CODES[split], index, 0])
+    themes = theme_probabilities()
+    theme = list(themes)[int(rng.choice(len(themes), p=list(themes.values())))]
+    image = _background(rng)
+    placed: list[Any] = []
+    while len(placed) < config.min_objects:  # rare: retry until enough objects fit
+        n = int(rng.integers(config.min_objects, config.max_objects + 1))
+        n_comp = (1 + int(rng.random() < 0.3)) if split == "test_comp" else 0
+        placed = _place(rng, _sample_attributes(rng, theme, n, min(n_comp, n)), config.min_visible)
+    canvas = np.array(image)
+    objects = []
+    for (shape, colour, texture, size, comp), full, visible, side in placed:
+        x1, y1, x2, y2 = (int(v) for v in tight_box(full))
+        patch, inside = canvas[y1:y2, x1:x2], full[y1:y2, x1:x2]
+        patch[inside] = COLOURS[colour]
+        pattern = _texture_pattern(texture, y2 - y1, x2 - x1, side)
+        if pattern is not None:
+            patch[inside & pattern] = texture_shade(colour)
+        objects.append(
+            SceneObject(shape, colour, texture, size, visible, tight_box(visible), int(full.sum()), comp)
+        )
+    return Scene(split=split, index=index, theme=theme, objects=objects, image=Image.fromarray(canvas))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data set generation
+
+
+def image_path(split: str, index: int) -> str:
+    """Image path relative to the data root: ``images/<split>/<index:06d>.png``."""
+    return f"images/{split}/{index:06d}.png"
+
+
+def _generate_one(job: tuple[str, str, int, int, RegionWorldConfig]) -> list[dict[str, Any]]:
+    from regiongpt.data.regionworld_tasks import build_samples  # the tasks module imports this one
+
+    out_dir, split, index, seed, config = job
+    scene = render_scene(seed, split, index, config)
+    scene.image.save(Path(out_dir) / image_path(split, index))
+    rng = np.random.default_rng([seed, SPLIT_CODES[split], index, 1])
+    return [record.to_json() for record in build_samples(scene, rng, config)]
+
+
+def generate_regionworld(
+    out_dir: str | Path,
+    n_train: int,
+    n_val: int = 500,
+    n_test: int = 1000,
+    n_comp: int = 500,
+    seed: int = 0,
+    config: RegionWorldConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write ``images/<split>/*.png``, ``<split>.jsonl`` per split and ``info.json`` under
+    ``out_dir``; returns the info dict. ``workers > 1`` renders in that many processes (same
+    output). Splits with 0 images are skipped."""
+    from regiongpt.data.regionworld_tasks import effective_rates
+
+    config = config or RegionWorldConfig()
+    out = Path(out_dir)
+    sizes = {"train": n_train, "val": n_val, "test": n_test, "test_comp": n_comp}
+    splits: dict[str, Any] = {}
+    executor = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        for split, count in sizes.items():
+            if count <= 0:
+                continue
+            (out / "images" / split).mkdir(parents=True, exist_ok=True)
+            jobs = [(str(out), split, i, seed, config) for i in range(count)]
+            results = (
+                executor.map(_generate_one, jobs, chunksize=32) if executor else map(_generate_one, jobs)
+            )
+            bar = tqdm(
+                results,
+                total=count,
+                desc=f"regionworld {split}",
+                unit="img",
+                file=sys.stderr,
+                disable=not progress,
+            )
+            records = [record for batch in bar for record in batch]
+            write_jsonl(out / f"{split}.jsonl", records)
+            per_task = {t.value: 0 for t in Task}
+            for record in records:
+                per_task[record["task"]] += 1
+            splits[split] = {"images": count, "samples": len(records), "tasks": per_task}
+    finally:
+        if executor:
+            executor.shutdown()
+    stats = shape_statistics(config.min_objects, config.max_objects)
+    info = {
+        "generator": "regionworld",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "image_size": [IMAGE_SIZE, IMAGE_SIZE],
+        "splits": splits,
+        "held_out_pairs": [list(pair) for pair in HELD_OUT_PAIRS],
+        "vocab": {kind: list(words) for kind, words in VOCAB.items()},
+        "brief_order": list(BRIEF_ORDER),
+        "size_edges_px": {"small_below": SMALL_MAX, "large_from": LARGE_MIN},
+        "themes": {
+            name: {"shapes": list(THEMES[name]), "probability": round(p, 4)}
+            for name, p in theme_probabilities().items()
+        },
+        "theme_affinity": THEME_AFFINITY,
+        "shape_frequency": {s: round(float(p), 4) for s, p in zip(SHAPES, zipf_weights())},
+        "shape_presence": {s: round(p, 4) for s, p in stats.presence.items()},
+        "config": {**asdict(config), "samples_per_image": effective_rates(config)},
+    }
+    tmp = out / ".info.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "info.json")
+    return info
+
+
+__all__ = [
+    "BRIEF_ORDER",
+    "COLOURS",
+    "GENERATOR_VERSION",
+    "HELD_OUT_PAIRS",
+    "IMAGE_SIZE",
+    "SHAPES",
+    "SIZES",
+    "SPLITS",
+    "TEXTURES",
+    "THEMES",
+    "VOCAB",
+    "RegionWorldConfig",
+    "Scene",
+    "SceneObject",
+    "ShapeStatistics",
+    "generate_regionworld",
+    "image_path",
+    "render_scene",
+    "shape_mask",
+    "shape_statistics",
+    "size_bucket",
+    "texture_shade",
+    "theme_probabilities",
+    "tight_box",
+    "zipf_weights",
+]

@@ -1,0 +1,71 @@
+"""Deterministic mixing of canonical JSONL files from a YAML mix file."""
+
+from collections import Counter
+
+import pytest
+
+from regiongpt.data.format import read_jsonl, write_jsonl
+from regiongpt.data.mix import load_mix, write_mix
+
+
+def _source(tmp_path, name, count):
+    records = [
+        {"id": f"{name}-{i}", "image": f"{i}.jpg", "regions": [{"box": [0, 0, 1, 1]}],
+         "conversations": [{"from": "human", "value": "q <region1>"}, {"from": "gpt", "value": "a"}]}
+        for i in range(count)
+    ]  # fmt: skip
+    write_jsonl(tmp_path / f"{name}.jsonl", records)
+
+
+def _mix_file(tmp_path, text):
+    path = tmp_path / "mix.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_mix_counts_ratios_and_determinism(tmp_path):
+    _source(tmp_path, "coco", 10)
+    _source(tmp_path, "vg", 4)
+    mix = _mix_file(
+        tmp_path,
+        "seed: 3\ndatasets:\n  - {path: coco.jsonl, ratio: 0.5}\n  - {path: vg.jsonl, count: 10, name: visual_genome}\n",
+    )
+    counts = write_mix(mix, tmp_path / "a.jsonl")
+    assert counts == {"coco": 5, "visual_genome": 10}
+    records = list(read_jsonl(tmp_path / "a.jsonl"))
+    assert len(records) == 15 and len({r.id for r in records}) == 15
+    per_source = Counter(r.meta["mix"] for r in records)
+    assert per_source == {"coco": 5, "visual_genome": 10}
+    # 10 from 4 records: every record twice plus 2 drawn a third time
+    copies = Counter(r.id.split("#")[0] for r in records if r.meta["mix"] == "visual_genome")
+    assert sorted(copies.values()) == [2, 2, 3, 3]
+    write_mix(mix, tmp_path / "b.jsonl")
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    write_mix(mix, tmp_path / "c.jsonl", seed=4)
+    assert (tmp_path / "a.jsonl").read_text() != (tmp_path / "c.jsonl").read_text()
+
+
+def test_mix_plain_list_unshuffled(tmp_path):
+    _source(tmp_path, "coco", 3)
+    mix = _mix_file(tmp_path, "- path: coco.jsonl\n")
+    write_mix(mix, tmp_path / "out.jsonl", shuffle=False)
+    assert [r.id for r in read_jsonl(tmp_path / "out.jsonl")] == ["coco/coco-0", "coco/coco-1", "coco/coco-2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- {path: coco.jsonl, ratoi: 0.5}\n", r"datasets\[0\]: unknown key\(s\) \['ratoi'\]"),
+        ("- {path: coco.jsonl, ratio: 0.5, count: 3}\n", "not both"),
+        ("- {path: coco.jsonl, ratio: -1}\n", "'ratio' must be a positive number, got -1"),
+        ("- {path: coco.jsonl, count: 1.5}\n", "'count' must be a positive integer"),
+        ("- {path: missing.jsonl}\n", r"datasets\[0\]: .*missing\.jsonl does not exist"),
+        ("- {path: coco.jsonl}\n- {path: coco.jsonl}\n", "names must be unique"),
+        ("seed: 1\nsets: []\n", r"unknown key\(s\) \['sets'\]"),
+        ("- [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_mix_validation(tmp_path, text, message):
+    _source(tmp_path, "coco", 2)
+    with pytest.raises(ValueError, match=message):
+        load_mix(_mix_file(tmp_path, text))
