@@ -74,9 +74,15 @@ def describe(
         if parsed_task not in (Task.CATEGORY, Task.BRIEF, Task.DETAILED):
             raise ValueError(f"describe supports the tasks category, brief and detailed, not {task!r}")
         loaded = load_image(image)
-        regions: list = [Box(*_numbers(b, 4, "--box")) for b in box or []]
-        regions += [Mask.from_png(m) for m in mask or []]
-        regions += [Point(*_numbers(p, 2, "--point")) for p in point or []]
+        makers = [(f"--box {b}", lambda b=b: Box(*_numbers(b, 4, "--box"))) for b in box or []]
+        makers += [(f"--mask {m}", lambda m=m: Mask.from_png(m)) for m in mask or []]
+        makers += [(f"--point {p}", lambda p=p: Point(*_numbers(p, 2, "--point"))) for p in point or []]
+        regions: list = []
+        for index, (flag, make) in enumerate(makers, start=1):
+            try:
+                regions.append(make())
+            except ValueError as error:
+                raise ValueError(f"region {index} ({flag}): {error}") from None
         if not regions:
             raise ValueError("give at least one region: --box X1,Y1,X2,Y2, --mask FILE.png or --point X,Y")
         regions = validate_regions(regions, loaded.size)
@@ -126,6 +132,46 @@ def train(
 
     final = run_recipe(parsed, resume=resume)
     typer.echo(str(final))
+
+
+data_app = typer.Typer(help="Make and convert region data sets (canonical JSONL).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _mount() -> None:
+    """Attach the subcommands that live beside their code."""
+    from regiongpt.data.converters.cli import app as convert_app
+    from regiongpt.data.regionworld_cli import regionworld_command
+
+    data_app.command(
+        "regionworld",
+        help=(
+            "Generate RegionWorld, our procedural region data set (deterministic per seed).\n\n"
+            "Example: regiongpt data regionworld --out data/regionworld --n 3000 --seed 0"
+        ),
+    )(regionworld_command)
+    data_app.add_typer(convert_app, name="convert")
+
+
+@app.command(
+    help=(
+        "Run the embedded default model on bundled RegionWorld scenes and a real photo; prints the "
+        "answers and writes an annotated PNG.\n\nExample: regiongpt demo --out demo.png"
+    )
+)
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the annotated image.")] = Path("demo_output.png"),
+    model: Annotated[str, typer.Option(help="'default' or a checkpoint directory.")] = "default",
+) -> None:
+    from regiongpt.demo import run_demo
+
+    try:
+        run_demo(model, out)
+    except FileNotFoundError as error:
+        raise fail(str(error)) from None
+
+
+_mount()
 
 
 def main() -> None:

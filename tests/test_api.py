@@ -1,0 +1,72 @@
+"""The Python API on a tiny random model: describe, sessions, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regiongpt import Box, Point, RegionGPT
+
+
+@pytest.fixture()
+def engine(tiny_factory):
+    model, processor = tiny_factory(seed=5, text_overrides={"tie_word_embeddings": False})
+    import torch
+
+    with torch.no_grad():  # spread logits so greedy answers differ between regions
+        model.language_model.get_output_embeddings().weight.mul_(40)
+    return RegionGPT(model, processor, name="tiny")
+
+
+def test_describe_answers_each_region_in_order_in_one_batch(engine, rgb_image):
+    regions = [Box(0, 0, 20, 20), [30, 10, 79, 59], Point(40, 30)]
+    batched = engine.describe(rgb_image, regions, task="category", max_new_tokens=5)
+    singles = [engine.describe(rgb_image, [r], task="category", max_new_tokens=5)[0] for r in regions]
+    assert len(batched) == 3 and all(isinstance(a, str) for a in batched)
+    assert batched == singles
+
+
+def test_describe_bad_inputs_name_the_region_and_value(engine, rgb_image):
+    with pytest.raises(ValueError, match=r"region 2: box \[50.0, 5.0, 10.0, 20.0\] is empty or inverted"):
+        engine.describe(rgb_image, [[0, 0, 5, 5], [50, 5, 10, 20]])
+    with pytest.raises(ValueError, match="unknown task 'poem'"):
+        engine.describe(rgb_image, [[0, 0, 5, 5]], task="poem")
+    with pytest.raises(ValueError, match="image array must be HxWx3 uint8"):
+        engine.describe(np.zeros((4, 4, 3), dtype=np.float32), [[0, 0, 1, 1]])
+    assert engine.describe(rgb_image, []) == []
+
+
+def test_session_keeps_history_and_numbers_regions_across_turns(engine, rgb_image):
+    session = engine.session(rgb_image)
+    first = session.ask("What is <region1>?", regions=[[0, 0, 20, 20]], max_new_tokens=4)
+    second = session.ask("Compare <region1> with <region2>.", regions=[[30, 30, 60, 50]], max_new_tokens=4)
+    assert [t["role"] for t in session.history] == ["user", "assistant", "user", "assistant"]
+    assert session.history[1]["content"] == first and session.history[3]["content"] == second
+    assert len(session.regions) == 2
+    with pytest.raises(ValueError, match="<region3>"):
+        session.ask("And <region3>?")
+    assert len(session.history) == 4, "a failed question must not be stored"
+    session.reset()
+    assert session.history == [] and session.regions == []
+
+
+def test_session_encodes_the_image_once(engine, rgb_image, monkeypatch):
+    calls = []
+    original = engine.model.encode_images
+    monkeypatch.setattr(engine.model, "encode_images", lambda pixels: calls.append(1) or original(pixels))
+    session = engine.session(rgb_image)
+    session.ask("What is <region1>?", regions=[[0, 0, 20, 20]], max_new_tokens=2)
+    session.ask("And now?", max_new_tokens=2)
+    assert len(calls) == 1
+
+
+def test_save_and_from_pretrained_round_trip(engine, rgb_image, tmp_path):
+    engine.save_pretrained(tmp_path / "model")
+    loaded = RegionGPT.from_pretrained(tmp_path / "model")
+    regions = [[0, 0, 20, 20], [30, 10, 79, 59]]
+    assert loaded.describe(rgb_image, regions, max_new_tokens=4) == engine.describe(rgb_image, regions, max_new_tokens=4)
+
+
+def test_unknown_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        RegionGPT.from_pretrained(tmp_path / "missing")
