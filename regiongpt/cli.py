@@ -151,6 +151,16 @@ def _mount() -> None:
         ),
     )(regionworld_command)
     data_app.add_typer(convert_app, name="convert")
+    from regiongpt.convert.commands import convert_app as weights_app
+    from regiongpt.eval.commands import eval_app
+
+    app.add_typer(eval_app, name="eval")
+    from regiongpt.serve.commands import chat_command, serve_command, ui_command
+
+    app.command("serve")(serve_command)
+    app.command("ui")(ui_command)
+    app.command("chat")(chat_command)
+    app.add_typer(weights_app, name="convert")
 
 
 @app.command(

@@ -205,8 +205,9 @@ class RegionGPTProcessor:
         turns = normalize_turns(conversation)
         order: list[int] = []
         for index, turn in enumerate(turns):
+            user_text = GPT4ROI_PATTERN.sub("", turn["content"])  # `<bbox>` is region syntax, not a raw token
             for token in (self.image_token, self.region_token):
-                if token in turn["content"]:
+                if token in user_text:
                     raise ValueError(f"turn {index} contains the reserved placeholder {token!r}; refer to regions with <regionK>")
             text, used = expand_region_tags(turn["content"], num_regions, self.region_token)
             if index == 0 and self.num_image_tokens:

@@ -202,3 +202,48 @@ def caption_attributes_correct(
         if found[kind] != [value]:
             return False
     return True
+
+
+def semantic_iou(pred: str, ref: str) -> float:
+    """Osprey's semantic IoU: |words(pred) & words(ref)| / |words(pred) | words(ref)|, on
+    lower-cased whitespace words after :func:`clean_category_answer`; 0 when both are empty."""
+    a, b = set(clean_category_answer(pred).split()), set(clean_category_answer(ref).split())
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def clean_category_answer(text: str) -> str:
+    """Osprey's clean-up of a category answer: keep what follows a ``:``, turn ``_ : , . ( )``
+    into spaces, lower-case and collapse whitespace ("Category: Baseball_bat." -> "baseball bat")."""
+    if ":" in text:
+        text = text.split(":", 1)[1]
+    return " ".join(re.sub(r"[_:,.()]", " ", text).lower().split())
+
+
+def grouped_mean(values: Sequence[float | bool], groups: Sequence[object]) -> dict[str, float]:
+    """Mean of ``values`` per group (keys are ``str(group)``, groups of None left out), sorted."""
+    _check_lengths(values, groups, "grouped_mean")
+    sums: dict[str, list[float]] = {}
+    for value, group in zip(values, groups):
+        if group is not None:
+            sums.setdefault(str(group), []).append(float(value))
+    return {key: sum(found) / len(found) for key, found in sorted(sums.items())}
+
+
+def vcr_metrics(qa: Mapping[object, bool], qar: Mapping[object, bool]) -> dict[str, float | int | None]:
+    """VCR accuracies from per-question correctness keyed by ``annot_id``: ``q_a`` (Q->A),
+    ``qa_r`` (QA->R) and ``q_ar`` (both right, over questions with both answered); a mode with
+    no questions scores None. Counts are ``n_q_a``, ``n_qa_r`` and ``n_q_ar``."""
+    both = [key for key in qa if key in qar]
+    return {
+        "q_a": sum(qa.values()) / len(qa) if qa else None,
+        "qa_r": sum(qar.values()) / len(qar) if qar else None,
+        "q_ar": sum(qa[k] and qar[k] for k in both) / len(both) if both else None,
+        "n_q_a": len(qa),
+        "n_qa_r": len(qar),
+        "n_q_ar": len(both),
+    }
+
+
+def first_sentence(text: str) -> str:
+    """Text up to the first ``.``, ``!`` or ``?`` followed by a space or the end."""
+    return re.split(r"(?<=[.!?])(?:\s|$)", text.strip(), maxsplit=1)[0]

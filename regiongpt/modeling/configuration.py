@@ -70,6 +70,10 @@ class RegionEncoderConfig:
     refine: bool = True
     connector: Literal["shared", "separate"] = "shared"
     mask_eps: float = 1e-6
+    # Image tokens: "encoder" (GPT4RoI: tower tokens pooled to the grid; RegionGPT: patch merge of
+    # the refined map) or "tower" (the tower's token grid as is, e.g. LLaVA's 576 CLIP tokens).
+    image_token_source: Literal["encoder", "tower"] = "encoder"
+    image_projector: Literal["auto", "linear", "mlp"] = "auto"  # auto: linear (gpt4roi) / MLP (regiongpt)
 
     def __post_init__(self) -> None:
         if self.type not in ("gpt4roi", "regiongpt"):
@@ -82,6 +86,10 @@ class RegionEncoderConfig:
             raise ValueError(f"image_token_grid must be >= 0, got {self.image_token_grid}")
         if self.reduction not in ("flatten", "pool"):
             raise ValueError(f"reduction must be 'flatten' or 'pool', got {self.reduction!r}")
+        if self.image_token_source not in ("encoder", "tower"):
+            raise ValueError(f"image_token_source must be 'encoder' or 'tower', got {self.image_token_source!r}")
+        if self.image_projector not in ("auto", "linear", "mlp"):
+            raise ValueError(f"image_projector must be 'auto', 'linear' or 'mlp', got {self.image_projector!r}")
         if self.connector not in ("shared", "separate"):
             raise ValueError(f"connector must be 'shared' or 'separate', got {self.connector!r}")
         if self.type == "gpt4roi" and self.hidden_size % self.group_norm_groups:
@@ -90,8 +98,6 @@ class RegionEncoderConfig:
             )
         if self.type == "gpt4roi" and self.hidden_size % 4:
             raise ValueError(f"scale shuffle needs hidden_size divisible by 4, got {self.hidden_size}")
-        if self.type == "regiongpt" and self.image_token_grid and self.image_token_grid % 1:
-            raise ValueError("image_token_grid must be an integer")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RegionEncoderConfig:
@@ -179,6 +185,9 @@ class RegionGPTConfig(PretrainedConfig):
         out["vision_config"] = self.vision_config.to_dict()
         out["text_config"] = self.text_config.to_dict()
         return out
+
+
+AutoConfig.register("regiongpt", RegionGPTConfig, exist_ok=True)
 
 
 def _llama_7b(**overrides: Any) -> LlamaConfig:

@@ -66,8 +66,14 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         self.region_projector = _projector(region.hidden_size, width, kind)
         token_channels = self.region_encoder.token_channels
         shared = region.type == "regiongpt" and region.connector == "shared"
+        if shared and region.image_token_grid and token_channels != region.hidden_size:
+            raise ValueError(
+                f"a shared connector needs image tokens as wide as region features: {token_channels} != "
+                f"{region.hidden_size}; set connector='separate' or hidden_size={token_channels}"
+            )
+        image_kind = kind if region.image_projector == "auto" else region.image_projector
         self.image_projector = (
-            _projector(token_channels, width, kind) if region.image_token_grid and not shared else None
+            _projector(token_channels, width, image_kind) if region.image_token_grid and not shared else None
         )
         self.post_init()
         if config.freeze_vision_tower:

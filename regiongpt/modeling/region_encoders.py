@@ -56,6 +56,14 @@ def _resize(x: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
+def grid_tokens(features: VisionFeatures, grid: int) -> torch.Tensor:
+    """The tower's token grid pooled to ``grid x grid``: ``(B, grid*grid, C)``."""
+    tokens = features.tokens.permute(0, 3, 1, 2)
+    if tokens.shape[-1] != grid:
+        tokens = F.adaptive_avg_pool2d(tokens, grid)
+    return tokens.flatten(2).transpose(1, 2)
+
+
 def _select(features: VisionFeatures, levels: list[int]) -> tuple[list[torch.Tensor], list[float]]:
     n = len(features.maps)
     return [features.maps[i] for i in levels], [features.strides[i % n] for i in levels]
@@ -134,12 +142,7 @@ class GPT4RoIEncoder(nn.Module):
 
     def image_tokens(self, features: VisionFeatures) -> torch.Tensor | None:
         grid = self.config.image_token_grid
-        if grid == 0:
-            return None
-        tokens = features.tokens.permute(0, 3, 1, 2)
-        if tokens.shape[-1] != grid:
-            tokens = F.adaptive_avg_pool2d(tokens, grid)
-        return tokens.flatten(2).transpose(1, 2)
+        return grid_tokens(features, grid) if grid else None
 
 
 class RegionGPTEncoder(nn.Module):
@@ -161,8 +164,10 @@ class RegionGPTEncoder(nn.Module):
             else nn.Identity()
         )
         grid = config.image_token_grid
-        self.patch_merge = nn.Sequential(nn.Linear(4 * width, width), nn.GELU()) if grid else None
-        self.token_channels = width
+        self.from_tower = config.image_token_source == "tower"
+        merge = grid and not self.from_tower
+        self.patch_merge = nn.Sequential(nn.Linear(4 * width, width), nn.GELU()) if merge else None
+        self.token_channels = token_channels if self.from_tower else width
 
     def feature_map(self, features: VisionFeatures) -> torch.Tensor:
         """Refined map ``(B, W, 4h, 4w)`` (``h, w``: the first selected level's grid)."""
@@ -196,8 +201,13 @@ class RegionGPTEncoder(nn.Module):
         return self.patch_merge(merged)
 
     def forward(self, features: VisionFeatures, regions: RegionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        grid = self.config.image_token_grid
+        tokens = grid_tokens(features, grid) if grid and self.from_tower else None
+        if len(regions) == 0 and tokens is not None:
+            return features.tokens.new_zeros(0, self.config.hidden_size), tokens
         fmap = self.feature_map(features)
-        tokens = self.image_tokens(fmap)
+        if tokens is None:
+            tokens = self.image_tokens(fmap)
         if len(regions) == 0:
             return fmap.new_zeros(0, self.config.hidden_size), tokens
         return self.pool_masks(fmap, regions), tokens

@@ -32,6 +32,7 @@ class ModelSpec:
     init_from: str | None = None
     region_config: dict[str, Any] = field(default_factory=dict)
     system_prompt: str | None = None
+    pretrained_parts: dict[str, str] = field(default_factory=dict)  # override the preset's sources
 
     def __post_init__(self) -> None:
         if (self.preset is None) == (self.init_from is None):
@@ -92,6 +93,7 @@ class StageSpec:
     name: str
     trainable: list[str]
     lora: dict[str, Any] | None = None
+    train: str | None = None  # this stage's training JSONL (default: data.train)
     overrides: TrainingSpec | None = None  # filled from the stage's training keys
 
     def __post_init__(self) -> None:
@@ -158,7 +160,7 @@ def parse_recipe(values: dict[str, Any], overrides: list[str] = ()) -> Recipe:
     for index, stage in enumerate(values.get("stages") or []):
         if not isinstance(stage, dict):
             raise ValueError(f"stages[{index}] must be a mapping")
-        own = {k: stage[k] for k in ("name", "trainable", "lora") if k in stage}
+        own = {k: stage[k] for k in ("name", "trainable", "lora", "train") if k in stage}
         tweaks = {k: v for k, v in stage.items() if k not in own}
         merged = _build(TrainingSpec, {**base, **tweaks}, f"stages[{index}]")
         stages.append(_build(StageSpec, {"name": f"stage{index + 1}", "trainable": [], **own, "overrides": merged},

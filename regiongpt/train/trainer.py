@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -40,6 +41,7 @@ def build_from_recipe(recipe: Recipe) -> tuple[RegionGPTForConditionalGeneration
             config.region_config = RegionEncoderConfig.from_dict({**config.region_config, **spec.region_config}).to_dict()
         if spec.system_prompt is not None:
             config.system_prompt = spec.system_prompt
+        config.pretrained_parts = {**config.pretrained_parts, **spec.pretrained_parts}
         source = config.pretrained_parts.get("language_model")
         if source is None:
             raise ValueError(f"preset {spec.preset!r} names no pretrained language model; use init_from")
@@ -98,10 +100,13 @@ def _prepare_stage(model: RegionGPTForConditionalGeneration, stage: StageSpec) -
                 param.requires_grad_(True)
 
 
-def run_recipe(recipe: Recipe, resume: bool = False) -> Path:
-    """Train every stage of ``recipe``; returns the final checkpoint directory."""
+def run_recipe(recipe: Recipe, resume: bool = False,
+               built: tuple[RegionGPTForConditionalGeneration, RegionGPTProcessor] | None = None) -> Path:
+    """Train every stage of ``recipe``; returns the final checkpoint directory.
+
+    ``built``: a model and processor made by :func:`build_from_recipe` (default: made here)."""
     set_seed(recipe.seed)
-    model, processor = build_from_recipe(recipe)
+    model, processor = built if built is not None else build_from_recipe(recipe)
     out = Path(recipe.output_dir)
     train_set = RegionDataset(recipe.data.train, processor, recipe.data.root, recipe.data.max_train_samples)
     eval_set = (
@@ -122,7 +127,11 @@ def run_recipe(recipe: Recipe, resume: bool = False) -> Path:
         args = training_arguments(spec, stage_dir, recipe.seed, eval_set is not None)
         if spec.gradient_checkpointing:
             model.language_model.config.use_cache = False
-        trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+        stage_set = (
+            RegionDataset(stage.train, processor, recipe.data.root, recipe.data.max_train_samples)
+            if stage.train else train_set
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=stage_set, eval_dataset=eval_set,
                           data_collator=Collator(processor), processing_class=processor.tokenizer)
         checkpoint = get_last_checkpoint(str(stage_dir)) if resume and stage_dir.is_dir() else None
         result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -132,5 +141,6 @@ def run_recipe(recipe: Recipe, resume: bool = False) -> Path:
                 {"stage": stage.name, "metrics": result.metrics, "training": dataclasses.asdict(spec)}, indent=2))
         trainer.accelerator.wait_for_everyone()
     model.config.use_cache = True
-    save_checkpoint(model, final, tokenizer=processor.tokenizer)
+    if PartialState().is_main_process:
+        save_checkpoint(model, final, tokenizer=processor.tokenizer)
     return final

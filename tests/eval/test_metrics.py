@@ -8,12 +8,17 @@ from regiongpt.data.regionworld import VOCAB
 from regiongpt.eval.metrics import (
     accuracy,
     caption_attributes_correct,
+    clean_category_answer,
+    first_sentence,
+    grouped_mean,
     is_yes,
     normalize_answer,
     parse_attributes,
     parse_choice_letter,
     parse_region_answer,
     rec_accuracy,
+    semantic_iou,
+    vcr_metrics,
     yes_no_metrics,
 )
 from regiongpt.regions import Box
@@ -148,3 +153,27 @@ def test_caption_attributes_correct() -> None:
     assert caption_attributes_correct("red blue circle", {"shape": "circle"}, VOCAB)  # colour not judged
     with pytest.raises(ValueError, match="not in the vocabulary"):
         caption_attributes_correct("red", {"hue": "red"}, VOCAB)
+
+
+def test_semantic_iou_and_category_cleaning() -> None:
+    assert clean_category_answer("Category: Baseball_bat.") == "baseball bat"
+    assert semantic_iou("a red cup", "cup") == pytest.approx(1 / 3)
+    assert semantic_iou("", "") == 0.0
+
+
+def test_grouped_mean_and_first_sentence() -> None:
+    assert grouped_mean([True, False, True, 1.0], ["small", "small", None, "large"]) == {
+        "large": 1.0,
+        "small": 0.5,
+    }
+    with pytest.raises(ValueError, match="2 predictions but 1"):
+        grouped_mean([1, 2], ["a"])
+    assert first_sentence("A red circle. It is left of 3.5 squares.") == "A red circle."
+    assert first_sentence("no stop at all") == "no stop at all"
+
+
+def test_vcr_metrics_counts_both_right_over_linked_questions() -> None:
+    found = vcr_metrics({1: True, 2: True, 3: False}, {1: True, 2: False})
+    assert found["q_a"] == pytest.approx(2 / 3) and found["qa_r"] == 0.5 and found["q_ar"] == 0.5
+    assert found["n_q_ar"] == 2
+    assert vcr_metrics({}, {})["q_a"] is None
