@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import Dataset
 
+from regiongpt.data.augment import Sample, apply_all
 from regiongpt.data.format import Record, parse_record
 from regiongpt.imaging import load_image
 from regiongpt.processing import EncodedSample, RegionGPTProcessor
@@ -20,8 +23,9 @@ class RegionDataset(Dataset):
     A malformed record raises ValueError naming ``file:line``."""
 
     def __init__(self, path: str | Path, processor: RegionGPTProcessor, root: str | Path | None = None,
-                 max_samples: int | None = None) -> None:
+                 max_samples: int | None = None, augment: Sequence[str] = (), seed: int = 0) -> None:
         self.path = Path(path)
+        self.augment, self.seed, self.draws = list(augment), seed, 0
         if not self.path.is_file():
             raise ValueError(f"data file not found: {self.path}")
         self.root = Path(root) if root is not None else self.path.parent
@@ -55,7 +59,13 @@ class RegionDataset(Dataset):
         try:
             image = load_image(self.root / record.image)
             regions = record.load_regions(self.root, image.size)
-            return self.processor.encode(record.conversations, image, regions)
+            conversations = record.conversations
+            if self.augment:
+                self.draws += 1
+                rng = np.random.default_rng([self.seed, index, self.draws])
+                sample = apply_all(Sample(image, regions, conversations), self.augment, rng)
+                image, regions, conversations = sample.image, sample.regions, sample.conversations
+            return self.processor.encode(conversations, image, regions)
         except ValueError as error:
             raise ValueError(f"{self.path}:{number}: {error}") from None
 

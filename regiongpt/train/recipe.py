@@ -47,10 +47,15 @@ class DataSpec:
     max_train_samples: int | None = None
     max_eval_samples: int | None = 256
     skip_invalid: bool = False
+    augment: list[str] = field(default_factory=list)  # hflip / resize / shift; none by default
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.augment) - {"hflip", "resize", "shift"})
+        if unknown:
+            raise ValueError(f"data.augment: unknown augmentations {unknown}; choose from hflip, resize, shift")
         if not self.train:
             raise ValueError("data.train must name a JSONL file")
+
 
 
 @dataclass

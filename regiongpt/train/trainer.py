@@ -108,7 +108,8 @@ def run_recipe(recipe: Recipe, resume: bool = False,
     set_seed(recipe.seed)
     model, processor = built if built is not None else build_from_recipe(recipe)
     out = Path(recipe.output_dir)
-    train_set = RegionDataset(recipe.data.train, processor, recipe.data.root, recipe.data.max_train_samples)
+    train_set = RegionDataset(recipe.data.train, processor, recipe.data.root, recipe.data.max_train_samples,
+                              recipe.data.augment, recipe.seed)
     eval_set = (
         RegionDataset(recipe.data.eval, processor, recipe.data.root, recipe.data.max_eval_samples)
         if recipe.data.eval else None
