@@ -160,6 +160,9 @@ def _mount() -> None:
     app.command("serve")(serve_command)
     app.command("ui")(ui_command)
     app.command("chat")(chat_command)
+    from regiongpt.datagen.commands import datagen_command
+
+    app.command("datagen")(datagen_command)
     app.add_typer(weights_app, name="convert")
 
 

@@ -1,0 +1,26 @@
+"""``local:MODEL``: a saved regiongpt checkpoint as the teacher (tiny random model)."""
+
+from __future__ import annotations
+
+from regiongpt.api import RegionGPT
+from regiongpt.data.format import read_jsonl
+from regiongpt.datagen.filters import FilterConfig
+from regiongpt.datagen.pipeline import DatagenConfig, run_datagen, side_paths
+from regiongpt.datagen.sources import jsonl_items
+from regiongpt.datagen.teacher import TeacherOptions, make_teacher
+
+
+def test_local_teacher_from_a_checkpoint(tiny_factory, regions_file, tmp_path):
+    model, processor = tiny_factory(text_overrides={"tie_word_embeddings": False})
+    RegionGPT(model, processor).save_pretrained(tmp_path / "ckpt")
+    teacher = make_teacher(f"local:{tmp_path / 'ckpt'}", TeacherOptions(max_new_tokens=5, workers=4))
+    assert teacher.name == f"local:{tmp_path / 'ckpt'}" and teacher.max_workers == 1
+    out = tmp_path / "gen.jsonl"
+    filters = FilterConfig(min_words=1, max_repeat_ratio=1, min_class_similarity=0, dedupe=False)
+    summary = run_datagen(
+        jsonl_items(regions_file), teacher, DatagenConfig(out=out, filters=filters, progress=False)
+    )
+    assert summary.regions == 3 and summary.missing == 0
+    records = list(read_jsonl(out)) + list(read_jsonl(side_paths(out)[0]))
+    assert sorted(r.id for r in records) == ["a-r1", "a-r2", "b-r1"]
+    assert {r.meta["class_name"] for r in records} == {"cat", None, "cup"}
