@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
 from regiongpt.imaging import ImageLike, load_image
+from regiongpt.inference.batching import encode_samples, generate_rows, plan_prefix
+from regiongpt.inference.prefix import PrefixState, common_prefix_length, new_cache, placeholder_end
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 from regiongpt.modeling.vision import VisionFeatures
-from regiongpt.processing import RegionGPTProcessor
+from regiongpt.processing import EncodedSample, RegionGPTProcessor
 from regiongpt.regions import Region, RegionLike, validate_regions
 from regiongpt.tasks import Task, build_question
 
@@ -34,7 +36,7 @@ DEFAULT_NAME = "default"
 
 def default_model_dir() -> Path:
     """The embedded default model shipped as package data."""
-    return Path(str(resources.files("regiongpt") / "assets" / "default"))
+    return Path(__file__).resolve().parent / "assets" / "default"
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -51,21 +53,28 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(str(name_or_path)))
-    raise FileNotFoundError(f"no model at {name_or_path!s}: give 'default', a checkpoint directory or a hub id")
+    raise FileNotFoundError(
+        f"no model at {name_or_path!s}: give 'default', a checkpoint directory or a hub id"
+    )
 
 
 class RegionGPT:
     """A model and its processor, with inference helpers (greedy by default)."""
 
-    def __init__(self, model: RegionGPTForConditionalGeneration, processor: RegionGPTProcessor,
-                 name: str = "custom") -> None:
+    def __init__(
+        self, model: RegionGPTForConditionalGeneration, processor: RegionGPTProcessor, name: str = "custom"
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.name = name
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = DEFAULT_NAME, dtype: torch.dtype = torch.float32,
-                        device: str | torch.device = "cpu") -> RegionGPT:
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = DEFAULT_NAME,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> RegionGPT:
         from transformers import AutoTokenizer
 
         path = resolve_model_path(name_or_path)
@@ -90,36 +99,70 @@ class RegionGPT:
         pixels, _ = self.processor.image_processor(image)
         return image, self.model.encode_images(pixels[None].to(self.device))
 
-    @torch.inference_mode()
-    def generate(self, conversations: Sequence[Sequence[dict[str, str]]], image: Image.Image,
-                 regions: Sequence[Sequence[Region]], features: VisionFeatures | None = None,
-                 max_new_tokens: int = 48, temperature: float = 0.0) -> list[str]:
-        """Answer several conversations about ONE image in a single batched generation."""
-        samples = [
-            self.processor.encode(conv, image, regs, add_generation_prompt=True)
-            for conv, regs in zip(conversations, regions)
-        ]
-        batch = self.processor.collate(samples, padding_side="left")
-        batch.pop("labels")
-        if features is None:
-            features = self.model.encode_images(batch["pixel_values"][:1].to(self.device))
-        batch["region_image_index"] = torch.zeros_like(batch["region_image_index"])
-        batch["image_index"] = torch.zeros(len(samples), dtype=torch.long)
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        batch.pop("pixel_values")
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        tokenizer = self.processor.tokenizer
-        out = self.model.generate(
-            **batch, features=features, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, **sampling,
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict[str, Any]:
+        sampling = (
+            {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         )
-        return [self.processor.decode(row) for row in out]
+        tokenizer = self.processor.tokenizer
+        return {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            **sampling,
+        }
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        conversations: Sequence[Sequence[dict[str, str]]],
+        image: Image.Image,
+        regions: Sequence[Sequence[Region]],
+        features: VisionFeatures | None = None,
+        max_new_tokens: int = 48,
+        temperature: float = 0.0,
+    ) -> list[str]:
+        """Answer several conversations about ONE image in a single batched generation.
+
+        The tokens all conversations share at their start (system prompt, image, question up to
+        the first region) run once; each row then runs only its own suffix (see
+        :mod:`regiongpt.inference`)."""
+        samples = encode_samples(self.processor, conversations, image, regions, add_generation_prompt=True)
+        if not samples:
+            return []
+        return self._answer(samples, features, max_new_tokens, temperature)
+
+    def _answer(
+        self,
+        samples: Sequence[EncodedSample],
+        features: VisionFeatures | None,
+        max_new_tokens: int,
+        temperature: float,
+        batch_size: int | None = None,
+    ) -> list[str]:
+        """Generate for encoded samples of one image, the shared prefix computed once for all chunks."""
+        if features is None:
+            features = self.model.encode_images(samples[0].pixel_values[None].to(self.device))
+        kwargs = self._generate_kwargs(max_new_tokens, temperature)
+        prefix = plan_prefix(self.model, samples, features)
+        step = batch_size or len(samples)
+        answers: list[str] = []
+        for start in range(0, len(samples), step):
+            out = generate_rows(self.model, samples[start : start + step], features, prefix, **kwargs)
+            answers += [self.processor.decode(row) for row in out]
+        return answers
 
     # ------------------------------------------------------------------------------ helpers
-    def describe(self, image: ImageLike, regions: Sequence[RegionLike], task: Task | str = Task.BRIEF,
-                 max_new_tokens: int | None = None, batch_size: int = 64) -> list[str]:
-        """One answer per region, in input order; the image is encoded once and all regions are
-        answered in batched passes."""
+    @torch.inference_mode()
+    def describe(
+        self,
+        image: ImageLike,
+        regions: Sequence[RegionLike],
+        task: Task | str = Task.BRIEF,
+        max_new_tokens: int | None = None,
+        batch_size: int = 64,
+    ) -> list[str]:
+        """One answer per region, in input order; the image is encoded once, the shared prompt
+        prefix runs once, and all regions are answered in batched passes of ``batch_size``."""
         task = Task.parse(task)
         question = build_question(task)  # validates that the task is a single-region task
         image = load_image(image)
@@ -129,11 +172,14 @@ class RegionGPT:
         limit = max_new_tokens or (128 if task == Task.DETAILED else 24)
         _, features = self.encode_image(image)
         conversation = [{"role": "user", "content": question}]
-        answers: list[str] = []
-        for start in range(0, len(checked), batch_size):
-            chunk = checked[start : start + batch_size]
-            answers += self.generate([conversation] * len(chunk), image, [[r] for r in chunk], features, limit)
-        return answers
+        samples = encode_samples(
+            self.processor,
+            [conversation] * len(checked),
+            image,
+            [[r] for r in checked],
+            add_generation_prompt=True,
+        )
+        return self._answer(samples, features, limit, 0.0, batch_size)
 
     def session(self, image: ImageLike) -> Session:
         """A multi-round chat about one image (encoded once)."""
@@ -143,28 +189,69 @@ class RegionGPT:
 
 @dataclass
 class Session:
-    """Chat history about one image; ``<regionK>`` numbers regions across turns."""
+    """Chat history about one image; ``<regionK>`` numbers regions across turns.
+
+    The keys/values of the conversation so far (image tokens, earlier turns and the generated
+    replies) stay cached, so a follow-up question runs only its new tokens. The cache is matched
+    against the re-tokenised history token by token and used up to the first difference, so
+    answers equal those of recomputing the whole conversation."""
 
     model: RegionGPT
     image: Image.Image
     features: VisionFeatures
     regions: list[Region] = field(default_factory=list)
     history: list[dict[str, str]] = field(default_factory=list)
+    _prefix: PrefixState | None = field(default=None, repr=False, compare=False)
 
-    def ask(self, text: str, regions: Sequence[RegionLike] = (), max_new_tokens: int = 64,
-            temperature: float = 0.0) -> str:
+    @torch.inference_mode()
+    def ask(
+        self,
+        text: str,
+        regions: Sequence[RegionLike] = (),
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+    ) -> str:
         """Add ``regions`` (they become the next ``<regionK>`` numbers), ask, and return the reply."""
         added = validate_regions(regions, self.image.size)
         all_regions = self.regions + added
         conversation = [*self.history, {"role": "user", "content": text}]
+        engine = self.model
         # Validates tags against regions before anything is stored.
-        self.model.processor.encode_text(conversation, len(all_regions), add_generation_prompt=True)
-        reply = self.model.generate([conversation], self.image, [all_regions], self.features,
-                                    max_new_tokens, temperature)[0]
+        sample = encode_samples(engine.processor, [conversation], self.image, [all_regions], True)[0]
+        prefix = self._reusable_prefix(sample.input_ids, all_regions)
+        if prefix is None:  # nothing reusable: start an empty cache
+            prefix = PrefixState([], new_cache(engine.model.language_model))
+        out = generate_rows(
+            engine.model,
+            [sample],
+            self.features,
+            prefix,
+            consume_prefix=True,
+            **engine._generate_kwargs(max_new_tokens, temperature),
+        )
+        reply = engine.processor.decode(out[0])
+        # The cache now holds the prompt and the reply tokens but the last (never fed back in).
+        prefix.ids = (sample.input_ids + out[0].tolist())[: prefix.cache.get_seq_length()]
+        prefix.regions, prefix.features = tuple(all_regions), self.features
+        self._prefix = prefix
         self.regions = all_regions
         self.history = [*conversation, {"role": "assistant", "content": reply}]
         return reply
 
+    def _reusable_prefix(self, ids: list[int], regions: list[Region]) -> PrefixState | None:
+        """The cached conversation cut to the tokens ``ids`` starts with, if it can serve them."""
+        prefix = self._prefix
+        if prefix is None or prefix.features is not self.features or len(regions) < len(prefix.regions):
+            return None
+        if any(a is not b for a, b in zip(prefix.regions, regions)):
+            return None
+        length = min(common_prefix_length(prefix.ids, ids), len(ids) - 1)
+        if length <= 0 or length < placeholder_end(ids, self.model.processor.image_token_id):
+            return None
+        prefix.crop(length)
+        return prefix
+
     def reset(self) -> None:
         """Forget the history and the regions (the image stays encoded)."""
         self.regions, self.history = [], []
+        self._prefix = None

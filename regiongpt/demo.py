@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from importlib import resources
 from pathlib import Path
 
 from PIL import Image
@@ -32,7 +31,7 @@ def run_demo(model_name: str, out: Path) -> None:
     start = time.perf_counter()
     engine = RegionGPT.from_pretrained(model_name)
     _say(f"loaded model {model_name!r} in {time.perf_counter() - start:.1f} s\n{HONESTY}\n")
-    assets = Path(str(resources.files("regiongpt") / "assets" / "demo"))
+    assets = Path(__file__).resolve().parent / "assets" / "demo"
     scenes = json.loads((assets / "scenes.json").read_text())["scenes"]
     panels = []
     correct = total = 0

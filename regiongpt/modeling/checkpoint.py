@@ -98,6 +98,9 @@ def save_checkpoint(model: RegionGPTForConditionalGeneration, out_dir: str | Pat
         model.config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 directories
+        for written in tmp.iterdir():
+            os.chmod(written, 0o644)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
             os.replace(out_dir, old / "previous")
