@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -14,19 +15,27 @@ ImageLike = Union[Image.Image, str, Path, np.ndarray]
 MAX_IMAGE_PIXELS = 64_000_000
 
 
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"image of {width}x{height} = {width * height} pixels exceeds the {MAX_IMAGE_PIXELS} pixel limit"
+        )
+
+
 def _open(path: Path) -> Image.Image:
+    """Decode an image file; its size is checked against :data:`MAX_IMAGE_PIXELS` from the header,
+    before any pixel is decoded (PIL itself only warns below twice its own limit)."""
     if not path.is_file():
         raise ValueError(f"image file not found: {path}")
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy() if image.mode != "P" else image.convert("RGBA")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap applies
+            with Image.open(path) as image:
+                _check_pixels(image.width, image.height)
+                image.load()
+                return image.copy() if image.mode != "P" else image.convert("RGBA")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -37,10 +46,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # high bit depth: negatives shifted to 0, scaled so the brightest pixel is white
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        array -= min(float(array.min()), 0.0)
         peak = max(float(array.max()), 1.0)
-        return Image.fromarray((array / peak * 255).astype(np.uint8)).convert("RGB")
+        return Image.fromarray(np.round(array / peak * 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
 
 
@@ -59,8 +70,7 @@ def load_image(image: ImageLike) -> Image.Image:
         image = Image.fromarray(image)
     elif not isinstance(image, Image.Image):
         raise ValueError(f"image must be a PIL image, a path or a uint8 array, got {type(image).__name__}")
-    if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise ValueError(f"image of {image.width}x{image.height} pixels exceeds the {MAX_IMAGE_PIXELS} limit")
+    _check_pixels(image.width, image.height)
     if image.width < 1 or image.height < 1:
         raise ValueError(f"image has no pixels: {image.width}x{image.height}")
     image = ImageOps.exif_transpose(image) or image

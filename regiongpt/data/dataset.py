@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from regiongpt.data.augment import Sample, apply_all
-from regiongpt.data.format import Record, parse_record
+from regiongpt.data.format import Record, parse_json_line, parse_record
 from regiongpt.imaging import load_image
 from regiongpt.processing import EncodedSample, RegionGPTProcessor
 
@@ -49,8 +48,8 @@ class RegionDataset(Dataset):
             handle.seek(offset)
             line = handle.readline()
         try:
-            return parse_record(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as error:
+            return parse_record(parse_json_line(line))
+        except ValueError as error:
             raise ValueError(f"{self.path}:{number}: {error}") from None
 
     def __getitem__(self, index: int) -> EncodedSample:

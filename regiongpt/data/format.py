@@ -89,6 +89,27 @@ def _numbers(value: Any, count: int, what: str) -> list[float]:
     return list(value)
 
 
+def _check_geometry(key: str, value: Any) -> None:
+    """The shape of a region's value (its fit to the image is checked when the image is known)."""
+    if key in ("box", "point"):
+        _numbers(value, 4 if key == "box" else 2, key)
+    elif key == "mask" and (not isinstance(value, str) or not value):
+        raise ValueError(f"mask must be a file path (relative to the data root), got {value!r:.80}")
+    elif key == "rle" and not isinstance(value, dict):
+        raise ValueError(f"rle must be an object {{'size': [h, w], 'counts': ...}}, got {value!r:.80}")
+    elif key == "polygon" and (not isinstance(value, list) or not all(isinstance(p, list) for p in value)):
+        raise ValueError(f"polygon must be a list of flat [x0, y0, x1, y1, ...] lists, got {value!r:.80}")
+
+
+def _size(obj: dict[str, Any]) -> tuple[int | None, int | None]:
+    width, height = obj.get("width"), obj.get("height")
+    if width is None and height is None:
+        return None, None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+        raise ValueError(f"'width' and 'height' must be positive integers (or both absent), got {width!r:.20}, {height!r:.20}")
+    return width, height
+
+
 def parse_record(obj: Any) -> Record:
     """Validate a decoded JSON object and return a Record; ValueError says what is wrong."""
     if not isinstance(obj, dict):
@@ -105,6 +126,10 @@ def parse_record(obj: Any) -> Record:
         keys = [k for k in GEOMETRY_KEYS if k in region]
         if len(keys) != 1:
             raise ValueError(f"region {index + 1} needs exactly one of {GEOMETRY_KEYS}, got {sorted(region)}")
+        try:
+            _check_geometry(keys[0], region[keys[0]])
+        except ValueError as error:
+            raise ValueError(f"region {index + 1}: {error}") from None
     turns = obj["conversations"]
     if not isinstance(turns, list) or not turns:
         raise ValueError("'conversations' must be a non-empty list")
@@ -112,30 +137,39 @@ def parse_record(obj: Any) -> Record:
         expected = HUMAN if index % 2 == 0 else GPT
         if not isinstance(turn, dict) or turn.get("from") != expected or not isinstance(turn.get("value"), str):
             raise ValueError(f"turn {index} must be {{'from': '{expected}', 'value': str}}, got {turn!r:.80}")
+        try:
+            turn["value"].encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate: tokenizers raise TypeError on it
+            raise ValueError(f"turn {index} holds invalid Unicode ({error.reason} at {error.start})") from None
     task = Task.parse(obj["task"]) if obj.get("task") is not None else None
+    width, height = _size(obj)
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"'meta' must be an object, got {type(meta).__name__}")
     return Record(
         id=str(obj.get("id", "")),
         image=obj["image"],
         regions=regions,
         conversations=turns,
         task=task,
-        width=obj.get("width"),
-        height=obj.get("height"),
-        meta=obj.get("meta", {}) or {},
+        width=width,
+        height=height,
+        meta=meta,
     )
 
 
 def read_jsonl(path: str | Path, skip_invalid: bool = False, skipped: list[str] | None = None) -> Iterator[Record]:
     """Stream records from a JSONL file. A malformed line raises ValueError with ``file:line``;
-    with ``skip_invalid`` it is skipped and its ``file:line: reason`` appended to ``skipped``."""
+    with ``skip_invalid`` it is skipped and its ``file:line: reason`` appended to ``skipped``.
+    Lines end at ``\\n`` only (as in :class:`regiongpt.data.dataset.RegionDataset`)."""
     path = Path(path)
-    with path.open("r", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                yield parse_record(json.loads(line))
-            except (json.JSONDecodeError, ValueError, TypeError) as error:
+                yield parse_record(parse_json_line(raw))
+            except ValueError as error:
                 message = f"{path}:{line_number}: {error}"
                 if not skip_invalid:
                     raise ValueError(message) from None
@@ -143,8 +177,21 @@ def read_jsonl(path: str | Path, skip_invalid: bool = False, skipped: list[str] 
                     skipped.append(message)
 
 
+def parse_json_line(raw: bytes) -> Any:
+    """Decode one JSON line; every problem (bad UTF-8, bad JSON, absurd nesting) is a ValueError."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> int:
-    """Write records atomically (temp file + rename); returns the count written."""
+    """Write records atomically (temp file + rename); returns the count written. Each record is
+    validated first (:func:`parse_record`): a bad one is a ValueError and the file is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
@@ -153,7 +200,15 @@ def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) ->
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for record in records:
                 obj = record.to_json() if isinstance(record, Record) else record
-                handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                try:  # never write a line read_jsonl would refuse
+                    parse_record(obj)
+                except ValueError as error:
+                    name = obj.get("id", "") if isinstance(obj, dict) else ""
+                    raise ValueError(f"record {count + 1} ({name!r:.40}) cannot be written: {error}") from None
+                try:
+                    handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
+                except UnicodeEncodeError:  # a lone surrogate: \\uXXXX escapes keep it exactly
+                    handle.write(json.dumps(obj) + "\n")
                 count += 1
         os.replace(tmp, path)
     except BaseException:

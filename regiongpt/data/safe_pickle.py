@@ -45,6 +45,8 @@ def safe_loads(data: bytes, *, encoding: str = "utf-8", source: str = "pickle") 
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as error:
         raise UnsafePickleError(f"{source}: not a valid pickle ({type(error).__name__}: {error})") from None
+    except (OverflowError, MemoryError):  # FRAME / BINBYTES8 lengths beyond the data: C allocates up front
+        raise UnsafePickleError(f"{source}: not a valid pickle (declares a length beyond its data)") from None
 
 
 def safe_load(path: str | Path, *, encoding: str = "utf-8") -> Any:
@@ -55,16 +57,37 @@ def safe_load(path: str | Path, *, encoding: str = "utf-8") -> Any:
 
 def decode_py2_strings(value: Any) -> Any:
     """Recursively turn bytes (Python 2 ``str`` loaded with ``encoding="bytes"``) into str:
-    UTF-8 where valid, else Latin-1."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value.decode("latin-1")
-    if isinstance(value, dict):
-        return {decode_py2_strings(k): decode_py2_strings(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode_py2_strings(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(decode_py2_strings(v) for v in value)
-    return value
+    UTF-8 where valid, else Latin-1.
+
+    Shared and cyclic references stay shared (a pickle of ``[x, x]`` nested 40 deep is a few
+    hundred bytes but 2**40 nodes when copied); nesting deeper than Python's recursion limit is a
+    ValueError."""
+    memo: dict[int, Any] = {}
+
+    def convert(item: Any) -> Any:
+        if isinstance(item, bytes):
+            try:
+                return item.decode("utf-8")
+            except UnicodeDecodeError:
+                return item.decode("latin-1")
+        if not isinstance(item, (dict, list, tuple)):
+            return item
+        if id(item) in memo:
+            return memo[id(item)]
+        if isinstance(item, tuple):
+            out: Any = tuple(convert(v) for v in item)
+            memo[id(item)] = out
+            return out
+        if isinstance(item, list):
+            out = memo[id(item)] = []
+            out.extend(convert(v) for v in item)
+            return out
+        out = memo[id(item)] = {}
+        for key, val in item.items():
+            out[convert(key)] = convert(val)
+        return out
+
+    try:
+        return convert(value)
+    except RecursionError:
+        raise UnsafePickleError("pickle: data nested too deeply to decode") from None

@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from regiongpt.api import RegionGPT
 from regiongpt.imaging import ImageLike
-from regiongpt.processing import IGNORE_INDEX
+from regiongpt.inference.batching import encode_samples, plan_prefix, score_rows
 from regiongpt.regions import Region
 
 Conversation = Sequence[dict[str, str]]
@@ -94,32 +93,14 @@ class ModelEngine:
         features: Any = None,
     ) -> list[float]:
         """Sum over supervised tokens (assistant replies with their end-of-turn token) of
-        ``log p(token | prefix)``, all conversations in one right-padded forward pass."""
-        wrapped, processor = self.model.model, self.model.processor
-        samples = [processor.encode(conv, image, regs) for conv, regs in zip(conversations, regions)]
-        batch = processor.collate(samples, padding_side="right")
-        device = self.model.device
+        ``log p(token | prefix)``. The tokens all conversations share at their start (system
+        prompt, image, question up to the first region) run once; then all conversations' own
+        tokens run in one right-padded forward pass on that cached prefix."""
+        wrapped = self.model.model
+        samples = encode_samples(self.model.processor, conversations, image, regions)
+        if not samples:
+            return []
         if features is None:
-            features = wrapped.encode_images(batch["pixel_values"][:1].to(device))
-        labels = batch["labels"].to(device)
-        attention = batch["attention_mask"].to(device)
-        embeds = wrapped.embed_inputs(
-            batch["input_ids"].to(device),
-            region_boxes=batch["region_boxes"].to(device),
-            region_masks=batch["region_masks"].to(device),
-            region_image_index=torch.zeros_like(batch["region_image_index"]).to(device),
-            region_token_index=batch["region_token_index"].to(device),
-            image_index=torch.zeros(len(samples), dtype=torch.long, device=device),
-            features=features,
-        )
-        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-        hidden = wrapped.language_model.get_decoder()(
-            inputs_embeds=embeds, attention_mask=attention, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        targets = labels[:, 1:]
-        keep = targets != IGNORE_INDEX
-        logits = wrapped.get_output_embeddings()(hidden[:, :-1][keep]).float()
-        token_logp = F.log_softmax(logits, dim=-1).gather(1, targets[keep][:, None]).squeeze(1)
-        rows = torch.arange(len(samples), device=device)[:, None].expand_as(targets)[keep]
-        totals = torch.zeros(len(samples), device=device, dtype=torch.float32).index_add_(0, rows, token_logp)
-        return [float(v) for v in totals.cpu()]
+            features = wrapped.encode_images(samples[0].pixel_values[None].to(self.model.device))
+        prefix = plan_prefix(wrapped, samples, features, for_scoring=True)
+        return score_rows(wrapped, samples, features, prefix)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -46,6 +47,8 @@ from regiongpt.serve.schemas import (
     chunk,
     completion_id,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -88,7 +91,9 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        # the details (paths, values) go to the server log, not to the client
+        logger.error("internal error on %s", request.url.path, exc_info=exc)
+        return error_response(500, f"internal error ({type(exc).__name__}); details are in the server log")
 
     async def require_key(request: Request) -> None:
         if settings.api_key is None:

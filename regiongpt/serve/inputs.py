@@ -44,7 +44,18 @@ def parse_messages(request: ChatCompletionRequest) -> ParsedRequest:
         texts = []
         for part in message.content or []:
             if part.type == "text":
-                texts.append(part.text or "")
+                text = part.text or ""
+                try:
+                    text.encode("utf-8")
+                except (
+                    UnicodeEncodeError
+                ) as error:  # a lone surrogate ("\ud800" in JSON): tokenizers raise TypeError
+                    raise APIError(
+                        400,
+                        f"messages[{index}]: the text holds invalid Unicode ({error.reason} at {error.start})",
+                        param=f"messages[{index}].content",
+                    ) from None
+                texts.append(text)
                 continue
             if message.role != "user":
                 raise APIError(

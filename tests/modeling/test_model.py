@@ -116,3 +116,16 @@ def test_7b_presets_build_on_meta_device(name):
     if name == "gpt4roi":  # the paper's flatten-linear: 1024 x (1024*14*14), about 205M parameters
         assert tuple(model.region_encoder.reduce.weight.shape) == (1024, 200704)
         assert config.num_image_tokens == 256
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_factory, rgb_image):
+    model, processor = tiny_factory()
+    batch = processor([CONV], [rgb_image], [BOXES])
+    model.train()
+    model(**batch).loss.backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model(**batch).loss.backward()
+    for name, grad in plain.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6)

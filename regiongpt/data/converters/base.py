@@ -23,6 +23,9 @@ from typing import Any, Literal, TypeVar
 
 from tqdm import tqdm
 
+from regiongpt.data.format import parse_json_line
+from regiongpt.regions import polygon_parts as checked_polygon_parts
+from regiongpt.regions import rle_runs
 from regiongpt.tasks import Task, build_question
 
 Geometry = Literal["mask", "box"]
@@ -126,6 +129,8 @@ def xywh_to_xyxy(value: Any, where: str, what: str = "'bbox' [x, y, width, heigh
     x, y, w, h = numbers(value, 4, where, what)
     if w <= 0 or h <= 0:
         return None
+    if not (math.isfinite(x + w) and math.isfinite(y + h)):
+        raise fail(where, f"{what} overflows: {_short(value)}")
     return [x, y, x + w, y + h]
 
 
@@ -150,23 +155,53 @@ def polygon_parts(value: Any, where: str) -> list[list[float]]:
     return parts
 
 
+def usable_segmentation(entry: dict[str, Any], size: tuple[int, int] | None) -> bool:
+    """Whether a ``polygon`` / ``rle`` region gives a non-empty mask on a ``size=(w, h)`` image
+    (checked without decoding the mask; polygons need the size)."""
+    from pycocotools import mask as mask_utils
+
+    ((key, value),) = entry.items()
+    try:
+        if key == "rle":
+            height, width, runs = rle_runs(value)
+            return sum(runs[1::2]) > 0 and (size is None or (width, height) == tuple(size))
+        if size is None:
+            return True
+        parts = checked_polygon_parts(value, size)
+    except ValueError:
+        return False
+    width, height = size
+    return int(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(parts, height, width)))) > 0
+
+
 def coco_region(
-    ann: dict[str, Any], box: list[float], where: str, geometry: Geometry, stats: Stats
+    ann: dict[str, Any],
+    box: list[float],
+    where: str,
+    geometry: Geometry,
+    stats: Stats,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The region entry of a COCO-style annotation: its mask (``polygon`` or ``rle``) when
-    ``geometry == "mask"`` and a usable segmentation exists, else its pixel xyxy ``box``."""
+    ``geometry == "mask"`` and a usable segmentation exists, else its pixel xyxy ``box``. A mask
+    that would be empty or unreadable on the ``size=(w, h)`` image is replaced by the box."""
     segmentation = ann.get("segmentation")
     if geometry == "box" or segmentation in (None, [], {}):
         return {"box": box}
     if isinstance(segmentation, dict):
         if "counts" not in segmentation or "size" not in segmentation:
             raise fail(where, f"RLE 'segmentation' needs 'counts' and 'size', got {_short(segmentation)}")
-        return {"rle": segmentation}
-    parts = polygon_parts(segmentation, where)
-    if not parts:
-        stats.note("polygon too small, box used")
+        region = {"rle": segmentation}
+    else:
+        parts = polygon_parts(segmentation, where)
+        if not parts:
+            stats.note("polygon too small, box used")
+            return {"box": box}
+        region = {"polygon": parts}
+    if not usable_segmentation(region, size):
+        stats.note("unusable segmentation, box used")
         return {"box": box}
-    return {"polygon": parts}
+    return region
 
 
 def image_path(root: str, name: str) -> str:
@@ -184,27 +219,31 @@ def load_json(path: str | Path) -> Any:
             raise ValueError(
                 f"{path}: not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
             ) from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply") from None
 
 
 def iter_json_records(path: str | Path) -> Iterator[tuple[str, Any]]:
     """Items of a JSON-lines file as ``(position, object)`` (position = ``file:line``); a file
     holding one JSON array is accepted too (position = ``file[index]``)."""
     path = Path(path)
-    with path.open("r", encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         head = handle.read(4096).lstrip()
-    if head.startswith("["):
+    if head.startswith(b"["):
         data = load_json(path)
         for index, item in enumerate(data):
             yield at(path, "", index), item
         return
-    with path.open("r", encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                yield at_line(path, number), json.loads(line)
-            except json.JSONDecodeError as error:
-                raise fail(at_line(path, number), f"not valid JSON ({error.msg})") from None
+                yield at_line(path, number), parse_json_line(line)
+            except ValueError as error:
+                raise fail(at_line(path, number), str(error)) from None
 
 
 def article(noun: str) -> str:

@@ -18,6 +18,7 @@ from regiongpt.data.converters.base import (
     Stats,
     at,
     chunks,
+    clip_xyxy,
     coco_region,
     fail,
     get,
@@ -67,6 +68,8 @@ def load_coco(path: str | Path) -> CocoFile:
     images: dict[Any, dict[str, Any]] = {}
     for index, image in enumerate(data["images"]):
         images[get(image, "id", at(path, "images", index), "id")] = image
+    if not isinstance(data.get("categories") or [], list):
+        raise ValueError(f"{path}: 'categories' must be a list")
     categories: dict[Any, str] = {}
     for index, category in enumerate(data.get("categories") or []):
         where = at(path, "categories", index)
@@ -145,7 +148,13 @@ def coco_category_records(
         if area < min_area:
             stats.skip("below min area")
             continue
-        region = coco_region(ann, box, where, geometry, stats)
+        size = image_size(image, f"{coco.path.name} image {image_id}")
+        if size is not None:  # a box outside its image would fail at training time
+            box = clip_xyxy(box, *size)
+            if box is None:
+                stats.skip("box outside image")
+                continue
+        region = coco_region(ann, box, where, geometry, stats, size)
         by_image.setdefault(image_id, []).append((region, category, ann.get("id")))
     for image_id, items in by_image.items():
         image = coco.images[image_id]

@@ -76,7 +76,8 @@ def load_detections(
         box = xywh_to_xyxy(get(item, "bbox", where, "list"), where)
         label = next((item[k] for k in _NAME_KEYS if isinstance(item.get(k), str)), None)
         if label is None and item.get("category_id") is not None and names:
-            label = names.get(item["category_id"])
+            category_id = get(item, "category_id", where, "id")
+            label = names.get(category_id)
             if label is None:
                 raise fail(where, f"category_id {item['category_id']!r} is not in the categories given")
         if label is None and require_labels:

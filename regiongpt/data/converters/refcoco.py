@@ -26,6 +26,7 @@ from regiongpt.data.converters.base import (
     Geometry,
     Stats,
     at,
+    clip_xyxy,
     coco_region,
     fail,
     get,
@@ -68,8 +69,12 @@ class InstanceIndex:
         if ann_id not in self._regions:
             where, ann = self.anns[ann_id]
             box = xywh_to_xyxy(ann.get("bbox"), where)
+            image = self.coco.images.get(ann.get("image_id"))
+            size = image_size(image, where) if isinstance(image, dict) else None
+            if box is not None and size is not None:  # None when nothing of it is inside
+                box = clip_xyxy(box, *size)
             self._regions[ann_id] = (
-                None if box is None else (box, coco_region(ann, box, where, self.geometry, self.stats))
+                None if box is None else (box, coco_region(ann, box, where, self.geometry, self.stats, size))
             )
         return self._regions[ann_id]
 
@@ -235,11 +240,13 @@ def mdetr_refexp_records(
             continue
         ann_where, ann = anns[0]
         box = xywh_to_xyxy(ann.get("bbox"), ann_where)
+        size = image_size(entry, where)
+        if box is not None and size is not None:
+            box = clip_xyxy(box, *size)
         if box is None or not caption:
             stats.skip("degenerate box" if box is None else "empty caption")
             continue
         image = image_path(image_root, image_file(entry, where))
-        size = image_size(entry, where)
         meta = {
             "source": source,
             "image_id": entry.get("original_id", entry_id),
@@ -249,7 +256,7 @@ def mdetr_refexp_records(
             yield Record(
                 id=f"{source}-{entry_id}-caption",
                 image=image,
-                regions=[coco_region(ann, box, ann_where, geometry, stats)],
+                regions=[coco_region(ann, box, ann_where, geometry, stats, size)],
                 conversations=region_turns(Task.BRIEF, [caption]),
                 task=Task.BRIEF,
                 width=size[0] if size else None,

@@ -37,6 +37,7 @@ from regiongpt.data.converters.base import (
     load_json,
     numbers,
     progress,
+    usable_segmentation,
 )
 from regiongpt.data.format import Record
 from regiongpt.tasks import Task, with_instruction
@@ -93,7 +94,12 @@ def _region(metadata: dict[str, Any], obj: int, where: str, geometry: Geometry) 
     box = numbers(metadata["boxes"][obj], 4, where, f"boxes[{obj}] [x1, y1, x2, y2, score]", exact=False)
     if geometry == "mask" and isinstance(metadata.get("segms"), list) and obj < len(metadata["segms"]):
         parts = []
-        for polygon in metadata["segms"][obj] or []:
+        polygons = metadata["segms"][obj] or []
+        if not isinstance(polygons, list):
+            raise fail(
+                where, f"segms[{obj}] must be a list of polygons ([[x, y], ...]), got {polygons!r:.60}"
+            )
+        for polygon in polygons:
             if not isinstance(polygon, list):
                 raise fail(
                     where, f"segms[{obj}] must be a list of polygons ([[x, y], ...]), got {polygon!r:.60}"
@@ -101,7 +107,7 @@ def _region(metadata: dict[str, Any], obj: int, where: str, geometry: Geometry) 
             points = [numbers(p, 2, where, f"segms[{obj}] point") for p in polygon]
             if len(points) >= 3:
                 parts.append([c for point in points for c in point])
-        if parts:
+        if parts and usable_segmentation({"polygon": parts}, size):
             return {"polygon": parts}
     clipped = clip_xyxy(box, *size)
     return None if clipped is None else {"box": clipped}
@@ -143,7 +149,10 @@ def vcr_records(
             if not 0 <= label < len(choices) or len(choices) > len(LETTERS):
                 raise fail(where, f"'{key}_label' {label} does not index the {len(choices)} {key} choices")
         metadata_fn = get(line, "metadata_fn", where, "str")
-        metadata = load_json(Path(images_dir) / metadata_fn)
+        metadata_path = Path(images_dir) / metadata_fn
+        if not metadata_path.is_file():
+            raise fail(where, f"metadata file {metadata_fn!r} not found in {images_dir}")
+        metadata = load_json(metadata_path)
         meta_where = f"{metadata_fn} for {where}"
         boxes = get(metadata, "boxes", meta_where, "list")
         width, height = get(metadata, "width", meta_where, "int"), get(metadata, "height", meta_where, "int")
