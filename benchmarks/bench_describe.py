@@ -6,6 +6,7 @@ Both sides go through the public API: ``describe(image, regions)`` once, against
 ``[describe(image, [r])[0] for r in regions]`` (each call loads and encodes the image again).
 The answers must be identical (asserted). Targets: N=16 at least 5x faster than the loop;
 time(N=16) / time(N=1) <= 3. Writes ``benchmarks/results/bench_describe.json``.
+Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--loop-repeat", type=int, default=1, help="timed runs of the per-region loop")
     parser.add_argument("--task", default="brief")
     args = parser.parse_args()
-    set_threads(args.threads)
+    set_threads(args.threads, args.clock)
 
     engine, name = load_engine(args.model)
     image = Image.open(DEMO_IMAGE).convert("RGB")

@@ -8,6 +8,7 @@ after. Ours reads the same tower tokens (``image_token_source="tower"``, MLP ima
 has one of the text tokens replaced by a region placeholder filled by the RegionGPT encoder (mask
 pooling; with and without the feature refinement). Random weights, inference mode, median of
 interleaved runs. Target: ours at most 10% slower. Writes ``results/bench_overhead.json``.
+Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def main() -> None:
     threads_argument(parser)
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
-    set_threads(args.threads)
+    set_threads(args.threads, args.clock)
     rows, records = [], []
     for size in args.sizes:
         for refine in (True, False):

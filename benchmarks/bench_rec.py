@@ -7,6 +7,7 @@ Scores ``log p(expression | "Give a brief description of <region1>.")`` for each
 ``ModelEngine.score``: all K at once (the prefix up to the region runs once, the K suffixes in one
 forward) against K calls of one proposal each; also the K rows batched without prefix sharing.
 Scores must agree (1e-3) with the same choice. Target: >= 4x. Writes ``results/bench_rec.json``.
+Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--expression", default="the small red circle on the left")
     args = parser.parse_args()
-    set_threads(args.threads)
+    set_threads(args.threads, args.clock)
 
     engine, name = load_engine(args.model)
     scorer = ModelEngine(engine)

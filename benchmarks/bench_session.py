@@ -7,6 +7,7 @@ turns and replies reused; only the new turn runs) and ``RegionGPT.generate`` on 
 conversation (what a stateless call recomputes). Replies must be identical (asserted). Two
 settings: full replies of ``--max-new-tokens`` and the first token only (time to first token).
 Target: follow-up latency with reuse <= 0.5x recomputing. Writes ``results/bench_session.json``.
+Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    set_threads(args.threads)
+    set_threads(args.threads, args.clock)
 
     engine, name = load_engine(args.model)
     image = Image.open(DEMO_IMAGE).convert("RGB")

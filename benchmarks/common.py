@@ -9,6 +9,10 @@
   untrained region encoder (same compute as ``default``; answers run to the token limit);
 * ``tiny``: a tiny random model (CLIP 32 wide, Llama 2 x 32; SmolLM2 tokenizer), overhead-bound;
 * a checkpoint directory.
+
+Timing: ``--threads 1`` and ``--clock cpu`` (process CPU time) by default, so that other jobs on
+a shared machine do not distort the ratios; ``--clock wall --threads N`` for elapsed time on an
+idle machine. ``--tag T`` writes ``results/NAME-T.json`` instead of ``results/NAME.json``.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ def model_argument(parser: argparse.ArgumentParser) -> None:
 def threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: stable timings on a shared machine)")  # fmt: skip
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="cpu: process CPU time (robust to other jobs with 1 thread); wall: elapsed")  # fmt: skip
 
 
-def set_threads(count: int) -> None:
+def set_threads(count: int, clock: str = "cpu") -> None:
     import torch
 
     torch.set_num_threads(count)
+    CLOCK["name"] = clock
 
 
 def resolve_model_name(name: str) -> str:
@@ -113,10 +120,18 @@ def boxes(size: tuple[int, int], count: int, seed: int = 0) -> list[list[float]]
     return out
 
 
+CLOCK = {"name": "cpu"}
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
+    """Seconds of ``fn()`` on the chosen clock (``--clock``) and its value.
+
+    ``cpu`` (default) is this process's CPU time: with one torch thread it is the work done,
+    unaffected by other jobs on a shared machine; ``wall`` is elapsed time."""
+    clock = time.process_time if CLOCK["name"] == "cpu" else time.perf_counter
+    start = clock()
     value = fn()
-    return time.perf_counter() - start, value
+    return clock() - start, value
 
 
 def median(values: Sequence[float]) -> float:
@@ -156,15 +171,27 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print(" | ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
+def model_fingerprint(name: str) -> str | None:
+    """First 16 hex digits of the sha256 of the model's weights file (when it is a directory)."""
+    import hashlib
+
+    directory = ROOT / "regiongpt" / "assets" / "default" if name == "default" else Path(name)
+    weights = directory / "model.safetensors"
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else None
+
+
 def write_results(name: str, payload: dict[str, Any], tag: str = "") -> Path:
     """Write ``benchmarks/results/NAME[-TAG].json`` with the hardware, the date and the command line."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}{'-' + tag if tag else ''}.json"
+    model = payload.get("model")
     record = {
         "benchmark": name,
+        "model_sha256": model_fingerprint(model) if isinstance(model, str) else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "hardware": hardware(),
+        "clock": CLOCK["name"],
         **payload,
     }
     path.write_text(json.dumps(record, indent=2) + "\n")

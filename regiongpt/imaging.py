@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Union
 
@@ -24,16 +23,14 @@ def _check_pixels(width: int, height: int) -> None:
 
 def _open(path: Path) -> Image.Image:
     """Decode an image file; its size is checked against :data:`MAX_IMAGE_PIXELS` from the header,
-    before any pixel is decoded (PIL itself only warns below twice its own limit)."""
+    before any pixel is decoded (PIL's own limit is different, and below twice it PIL only warns)."""
     if not path.is_file():
         raise ValueError(f"image file not found: {path}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own cap applies
-            with Image.open(path) as image:
-                _check_pixels(image.width, image.height)
-                image.load()
-                return image.copy() if image.mode != "P" else image.convert("RGBA")
+        with Image.open(path) as image:  # reads the header only
+            _check_pixels(image.width, image.height)
+            image.load()
+            return image.copy() if image.mode != "P" else image.convert("RGBA")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
 

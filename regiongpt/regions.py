@@ -362,6 +362,7 @@ def validate_regions(regions: Sequence[RegionLike], size: ImageSize) -> list[Reg
         regions, (Sequence, np.ndarray)
     ):
         raise ValueError(f"expected a list of regions, got {type(regions).__name__} {regions!r:.60}")
+    size = check_image_size(size)
     checked: list[Region] = []
     for index, value in enumerate(regions):
         region = as_region(value, index)

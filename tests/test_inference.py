@@ -9,6 +9,7 @@ import torch
 from regiongpt import Box, Point, RegionGPT
 from regiongpt.eval.engine import ModelEngine
 from regiongpt.inference.batching import encode_samples, generate_rows, plan_prefix, score_rows
+from regiongpt.inference.greedy import plain_greedy
 from regiongpt.inference.prefix import expand_cache, prefill, shared_prefix_length, suffix_batch
 from regiongpt.processing import EncodedSample
 from regiongpt.tasks import Task, build_question
@@ -41,7 +42,13 @@ def engine(tiny_factory) -> RegionGPT:
     return loud_engine(tiny_factory)
 
 
-def reference_generate(engine: RegionGPT, samples: list[EncodedSample], features, max_new_tokens: int):
+def reference_generate(
+    engine: RegionGPT,
+    samples: list[EncodedSample],
+    features,
+    max_new_tokens: int,
+    eos: int | list[int] | None = None,
+):
     """The unshared implementation: every row in full, left-padded, through the model's generate."""
     processor = engine.processor
     batch = processor.collate(samples, padding_side="left")
@@ -57,7 +64,7 @@ def reference_generate(engine: RegionGPT, samples: list[EncodedSample], features
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id if eos is None else eos,
         )
 
 
@@ -196,3 +203,33 @@ def test_rec_scoring_over_a_shared_prefix_equals_unbatched_scoring(engine, rgb_i
     assert batched == pytest.approx(singles, abs=1e-4) and batched == pytest.approx(unshared, abs=1e-4)
     assert int(np.argmax(batched)) == int(np.argmax(singles))
     assert len({round(s, 3) for s in batched}) == len(regions)  # each region changes the likelihood
+
+
+def test_greedy_retires_finished_rows_and_equals_generate(engine, rgb_image) -> None:
+    image, features = engine.encode_image(rgb_image)
+    convs = [[{"role": "user", "content": QUESTIONS[i % 3]}] for i in range(7)]
+    full = encode_samples(engine.processor, convs, image, [[r] for r in REGIONS], True)
+    samples = region_final(full, engine.processor.region_token_id)
+    first = reference_generate(engine, samples, features, 6)
+    stops = [int(first[0, 1]), int(first[3, 3])]  # rows end at different steps
+    expected = reference_generate(engine, samples, features, 6, eos=stops)
+    seen: list[int] = []
+    lm = engine.model.language_model
+
+    def batch_size(module, args, kwargs) -> None:
+        given = kwargs.get("inputs_embeds")
+        seen.append((given if given is not None else kwargs["input_ids"]).shape[0])
+
+    lm.register_forward_pre_hook(batch_size, with_kwargs=True)
+    pad = engine.processor.tokenizer.pad_token_id
+    kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": pad, "eos_token_id": stops}
+    with torch.inference_mode():
+        prefix = plan_prefix(engine.model, samples, features)
+        got = generate_rows(engine.model, samples, features, prefix, **kwargs)
+    assert torch.equal(got, expected)
+    assert seen[-1] < seen[0] == 7  # the batch shrank as rows ended
+    lm.generation_config.repetition_penalty = 1.5  # logits processing: generate() does the search
+    assert not plain_greedy(lm, kwargs)
+    expected = reference_generate(engine, samples, features, 6, eos=stops)
+    with torch.inference_mode():
+        assert torch.equal(generate_rows(engine.model, samples, features, prefix, **kwargs), expected)

@@ -21,6 +21,7 @@ human. Questions already contain their task instruction (:func:`regiongpt.tasks.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regiongpt.regions import Box, Mask, Point, Region
+from regiongpt.regions import Box, Mask, Point, Region, check_image_size
 from regiongpt.tasks import Task
 
 GEOMETRY_KEYS = ("box", "mask", "rle", "polygon", "point")
@@ -84,9 +85,18 @@ def region_from_json(entry: dict[str, Any], root: str | Path, size: tuple[int, i
 def _numbers(value: Any, count: int, what: str) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != count:
         raise ValueError(f"{what} must be a list of {count} numbers, got {value!r:.80}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"{what} must be a list of {count} numbers, got {value!r:.80}")
+    if not all(_finite(v) for v in value):
+        raise ValueError(f"{what} must be a list of {count} finite numbers, got {value!r:.80}")
     return list(value)
+
+
+def _finite(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check_geometry(key: str, value: Any) -> None:
@@ -107,6 +117,7 @@ def _size(obj: dict[str, Any]) -> tuple[int | None, int | None]:
         return None, None
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
         raise ValueError(f"'width' and 'height' must be positive integers (or both absent), got {width!r:.20}, {height!r:.20}")
+    check_image_size((width, height))
     return width, height
 
 

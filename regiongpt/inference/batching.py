@@ -2,8 +2,9 @@
 
 * :func:`encode_samples` equals ``[processor.encode(c, image, r, ...) for ...]`` but preprocesses
   the image once and tokenises each distinct conversation once.
-* :func:`generate_rows` continues ``N`` rows after a cached prefix (or from scratch) with the
-  language model's own ``generate`` (its sampling, stopping and padding rules apply unchanged).
+* :func:`generate_rows` continues ``N`` rows after a cached prefix (or from scratch): plain
+  greedy search with :func:`~regiongpt.inference.greedy.greedy_decode` (finished rows leave the
+  batch), anything else with the language model's own ``generate``.
 * :func:`score_rows` sums the log-probabilities of the supervised tokens of ``N`` rows.
 """
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from regiongpt.imaging import ImageLike, load_image
+from regiongpt.inference.greedy import greedy_decode, plain_greedy
 from regiongpt.inference.prefix import (
     PrefixState,
     embed_suffix,
@@ -31,8 +33,14 @@ from regiongpt.processing import IGNORE_INDEX, EncodedSample, RegionGPTProcessor
 from regiongpt.regions import RegionLike, validate_regions
 
 
-def _key(conversation: Sequence[dict[str, str]]) -> tuple:
-    return tuple(tuple(sorted(turn.items())) for turn in conversation)
+def _key(conversation: Sequence[dict[str, str]], num_regions: int) -> tuple | None:
+    """A hashable key of a conversation (``None`` if it holds unhashable values)."""
+    try:
+        key = (tuple(tuple(sorted(turn.items())) for turn in conversation), num_regions)
+        hash(key)
+    except (TypeError, AttributeError):
+        return None
+    return key
 
 
 def encode_samples(
@@ -45,14 +53,17 @@ def encode_samples(
     """Samples for one image (same result as :meth:`RegionGPTProcessor.encode` per conversation)."""
     image = load_image(image)
     pixels, transform = processor.image_processor(image)
-    texts: dict[tuple, tuple[list[int], list[int], list[int]]] = {}
+    texts: dict[tuple, tuple[list[int], list[int], list[int]]] = {}  # one tokenisation per conversation
     samples = []
     for conversation, regs in zip(conversations, regions):
         checked = validate_regions(regs, image.size)
-        key = (_key(conversation), len(checked))
-        if key not in texts:
-            texts[key] = processor.encode_text(conversation, len(checked), add_generation_prompt)
-        ids, labels, order = texts[key]
+        key = _key(conversation, len(checked))
+        text = texts.get(key) if key is not None else None
+        if text is None:
+            text = processor.encode_text(conversation, len(checked), add_generation_prompt)
+            if key is not None:
+                texts[key] = text
+        ids, labels, order = text
         boxes, masks = processor.image_processor.region_tensors(checked, image.size, transform)
         samples.append(EncodedSample(ids, labels, pixels, boxes, masks, order))
     return samples
@@ -105,14 +116,12 @@ def generate_rows(
         cache = prefix.cache
     else:
         cache = expand_cache(prefix.cache, n, lm)
+    mask = batch.attention_mask.to(embeds.device)
+    if plain_greedy(lm, generate_kwargs):  # the same search, finished rows leave the batch
+        return greedy_decode(lm, embeds, mask, cache, **generate_kwargs)
     if p:  # generate() takes the full sequence's embeddings and runs those after the cache
         embeds = torch.cat([embeds.new_zeros(n, p, embeds.shape[-1]), embeds], dim=1)
-    return lm.generate(
-        inputs_embeds=embeds,
-        attention_mask=batch.attention_mask.to(embeds.device),
-        past_key_values=cache,
-        **generate_kwargs,
-    )
+    return lm.generate(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache, **generate_kwargs)
 
 
 def score_rows(

@@ -45,11 +45,9 @@ def parse_messages(request: ChatCompletionRequest) -> ParsedRequest:
         for part in message.content or []:
             if part.type == "text":
                 text = part.text or ""
-                try:
+                try:  # a lone surrogate ("\ud800" is valid JSON) makes the tokenizer raise TypeError
                     text.encode("utf-8")
-                except (
-                    UnicodeEncodeError
-                ) as error:  # a lone surrogate ("\ud800" in JSON): tokenizers raise TypeError
+                except UnicodeEncodeError as error:
                     raise APIError(
                         400,
                         f"messages[{index}]: the text holds invalid Unicode ({error.reason} at {error.start})",

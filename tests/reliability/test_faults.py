@@ -232,6 +232,24 @@ def test_a_failing_tokenizer_save_leaves_the_old_checkpoint(saved, monkeypatch):
     assert _digest(out) == before and _leftovers(out.parent, out.name) == []
 
 
+def test_converted_weights_that_fail_midway_leave_the_old_output(saved, monkeypatch):
+    """The weight converters write through save_checkpoint (convert.weights.write_checkpoint)."""
+    from regiongpt.convert.weights import write_checkpoint
+
+    model, processor, out = saved
+    before = _digest(out)
+
+    def dies_midway(state, path, metadata=None):
+        Path(path).write_bytes(b"\x00" * 1000)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", dies_midway)
+    state = {k: v.clone() + 1 for k, v in model.state_dict().items()}
+    with pytest.raises(OSError, match="No space left"):
+        write_checkpoint(model, state, processor.tokenizer, out, torch.float16)
+    assert _digest(out) == before and _leftovers(out.parent, out.name) == []
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="modeling/checkpoint.py replaces an existing checkpoint with two renames; a failure "
