@@ -79,6 +79,8 @@ class RegionGPT:
 
         path = resolve_model_path(name_or_path)
         model = RegionGPTForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
+        if model.config.lora:  # fold LoRA into the base weights; the adapter branch is skipped from then on
+            model.language_model.merge_adapter()  # (the adapters stay, so saving still works)
         processor = RegionGPTProcessor.from_config(model.config, AutoTokenizer.from_pretrained(path))
         return cls(model, processor, name=str(name_or_path))
 

@@ -8,10 +8,34 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from regiongpt.tasks import Task
 
+
+class OneLineErrors(TyperGroup):
+    """Reports usage errors (unknown option, missing argument, bad value) as one ``error:`` line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as error:  # click's ClickException family (typer vendors click)
+            exit_code = getattr(error, "exit_code", 1)
+            ctx = getattr(error, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None and exit_code == 2 else ""
+            message = error.format_message() if hasattr(error, "format_message") else str(error)
+            typer.echo(f"error: {message}{hint}", err=True)
+            sys.exit(exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help=(
         "Region-level vision-language models (RegionGPT, GPT4RoI).\n\n"
         "Examples:\n\n"
@@ -130,7 +154,10 @@ def train(
         raise fail(str(error)) from None
     from regiongpt.train.trainer import run_recipe
 
-    final = run_recipe(parsed, resume=resume)
+    try:
+        final = run_recipe(parsed, resume=resume)
+    except (FileNotFoundError, ValueError) as error:  # missing data or model, a malformed record
+        raise fail(str(error)) from None
     typer.echo(str(final))
 
 

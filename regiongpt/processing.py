@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +70,11 @@ def normalize_turns(conversation: Sequence[dict[str, str]]) -> list[dict[str, st
         content = turn.get("content", turn.get("value"))
         if role not in ROLES or not isinstance(content, str):
             raise ValueError(f"turn {index}: expected a user/assistant turn with text, got {turn!r:.80}")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as error:
+            bad = content[error.start : error.end]
+            raise ValueError(f"turn {index}: text is not valid Unicode ({bad!a} at character {error.start})") from None
         turns.append({"role": ROLES[role], "content": content})
     if not turns or turns[0]["role"] != "user":
         raise ValueError("a conversation must start with a user turn")
@@ -76,8 +82,10 @@ def normalize_turns(conversation: Sequence[dict[str, str]]) -> list[dict[str, st
 
 
 def expand_region_tags(text: str, num_regions: int, region_token: str) -> tuple[str, list[int]]:
-    """Expand ``<regionK>`` tags; returns the text and the 0-based region of each placeholder."""
-    counter = iter(range(1, 10**6))
+    """Expand ``<regionK>`` tags to ``region K`` + ``region_token``; returns the text and the
+    0-based region of each placeholder. An empty ``region_token`` writes plain ``region K`` (what an
+    assistant turn says: replies name regions, they never carry region features)."""
+    counter = itertools.count(1)
     text = GPT4ROI_PATTERN.sub(lambda _: f"<region{next(counter)}>", text)
     order: list[int] = []
 
@@ -87,7 +95,8 @@ def expand_region_tags(text: str, num_regions: int, region_token: str) -> tuple[
             raise ValueError(
                 f"tag <region{k}> refers to a region that was not given ({num_regions} region(s) given)"
             )
-        order.append(k - 1)
+        if region_token:
+            order.append(k - 1)
         return f"region {k}{region_token}"
 
     return TAG_PATTERN.sub(replace, text), order
@@ -164,6 +173,11 @@ class RegionGPTProcessor:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._rendered: dict[tuple, str] = {}
+        reserved = set(tokenizer.all_special_tokens) | {
+            added.content for added in getattr(tokenizer, "added_tokens_decoder", {}).values() if added.special
+        }
+        # markers of the chat template that text must not forge (the placeholders have their own error)
+        self._special_texts = sorted(reserved - {image_token, region_token, "", None}, key=len, reverse=True)
 
     @classmethod
     def from_config(cls, config, tokenizer) -> RegionGPTProcessor:
@@ -209,7 +223,11 @@ class RegionGPTProcessor:
             for token in (self.image_token, self.region_token):
                 if token in user_text:
                     raise ValueError(f"turn {index} contains the reserved placeholder {token!r}; refer to regions with <regionK>")
-            text, used = expand_region_tags(turn["content"], num_regions, self.region_token)
+            forged = next((token for token in self._special_texts if token in user_text), None)
+            if forged is not None:
+                raise ValueError(f"turn {index} contains the tokenizer's special token {forged!r}, which only the chat template may write")
+            placeholder = self.region_token if turn["role"] == "user" else ""
+            text, used = expand_region_tags(turn["content"], num_regions, placeholder)
             if index == 0 and self.num_image_tokens:
                 text = self.image_token * self.num_image_tokens + "\n" + text
             turn["content"] = text

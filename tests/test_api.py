@@ -70,3 +70,25 @@ def test_save_and_from_pretrained_round_trip(engine, rgb_image, tmp_path):
 def test_unknown_model_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model at"):
         RegionGPT.from_pretrained(tmp_path / "missing")
+
+
+def test_a_lora_checkpoint_loads_merged_and_answers_like_the_unmerged_model(tiny_factory, rgb_image, tmp_path):
+    import torch
+
+    from regiongpt.modeling.checkpoint import apply_lora
+
+    model, processor = tiny_factory()
+    apply_lora(model, {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    with torch.no_grad():  # LoRA B starts at zero: make the adapter change the answers
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    unmerged = RegionGPT(model.eval(), processor)
+    unmerged.save_pretrained(tmp_path / "lora")
+    loaded = RegionGPT.from_pretrained(tmp_path / "lora")
+    assert any(getattr(m, "merged", False) for m in loaded.model.modules())  # folded into the base weights
+    regions = [Box(4, 4, 40, 40), Box(20, 10, 60, 50)]
+    assert loaded.describe(rgb_image, regions, max_new_tokens=6) == unmerged.describe(rgb_image, regions, max_new_tokens=6)
+    loaded.save_pretrained(tmp_path / "again")  # saving a merged model keeps the adapter, not a doubled one
+    again = RegionGPT.from_pretrained(tmp_path / "again")
+    assert again.describe(rgb_image, regions, max_new_tokens=6) == unmerged.describe(rgb_image, regions, max_new_tokens=6)

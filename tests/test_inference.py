@@ -233,3 +233,38 @@ def test_greedy_retires_finished_rows_and_equals_generate(engine, rgb_image) -> 
     expected = reference_generate(engine, samples, features, 6, eos=stops)
     with torch.inference_mode():
         assert torch.equal(generate_rows(engine.model, samples, features, prefix, **kwargs), expected)
+
+
+def test_scores_equal_full_forward_log_likelihood(engine, rgb_image) -> None:
+    """Scoring runs only the positions that predict an answer token; the sums still equal a
+    full forward (logits at every position) of each conversation alone, answers of different
+    lengths, with and without the shared prefix."""
+    scorer = ModelEngine(engine)
+    image, features = scorer.encode_image(rgb_image)
+    answers = ["a small red cup", "cup", "the big green box on the left of the table"]
+    convs = [
+        [{"from": "human", "value": build_question(Task.BRIEF, 1)}, {"from": "gpt", "value": a}]
+        for a in answers
+    ]
+    regions = [[r] for r in REGIONS[:3]]
+    samples = encode_samples(engine.processor, convs, image, regions)
+    expected = []
+    with torch.inference_mode():
+        for sample in samples:
+            ids = torch.tensor([sample.input_ids])
+            embeds = engine.model.embed_inputs(
+                ids,
+                region_boxes=sample.region_boxes,
+                region_masks=sample.region_masks,
+                region_image_index=torch.zeros(len(sample.region_boxes), dtype=torch.long),
+                region_token_index=torch.tensor(sample.region_token_index, dtype=torch.long),
+                image_index=torch.zeros(1, dtype=torch.long),
+                features=features,
+            )
+            logp = engine.model.language_model(inputs_embeds=embeds).logits[0, :-1].float().log_softmax(-1)
+            labels = torch.tensor(sample.labels[1:])
+            keep = labels != -100
+            expected.append(float(logp[keep].gather(1, labels[keep][:, None]).sum()))
+    batched = scorer.score(convs, image, regions, features=features)
+    singles = [scorer.score([c], image, [r], features=features)[0] for c, r in zip(convs, regions)]
+    assert batched == pytest.approx(expected, abs=1e-4) and singles == pytest.approx(expected, abs=1e-4)

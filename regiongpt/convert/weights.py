@@ -60,8 +60,8 @@ class WeightFiles:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = require_dir(directory, "checkpoint directory")
+        self._bin_cache: tuple[Path, dict[str, torch.Tensor]] | None = None  # _discover may read .bin
         self._key_file = self._discover()
-        self._bin_cache: tuple[Path, dict[str, torch.Tensor]] | None = None
 
     def _discover(self) -> dict[str, Path]:
         d = self.directory

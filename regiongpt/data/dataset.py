@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,22 @@ from regiongpt.data.format import Record, parse_json_line, parse_record
 from regiongpt.imaging import load_image
 from regiongpt.processing import EncodedSample, RegionGPTProcessor
 
+logger = logging.getLogger(__name__)
+
 
 class RegionDataset(Dataset):
     """Indexes line offsets once; each item reads, validates and processes one record.
 
     ``root``: folder image/mask paths are relative to (default: the JSONL file's folder).
-    A malformed record raises ValueError naming ``file:line``."""
+    A malformed record raises ValueError naming ``file:line``; with ``skip_invalid`` it is logged
+    (and listed in ``skipped``) and the next record is returned instead."""
 
     def __init__(self, path: str | Path, processor: RegionGPTProcessor, root: str | Path | None = None,
-                 max_samples: int | None = None, augment: Sequence[str] = (), seed: int = 0) -> None:
+                 max_samples: int | None = None, augment: Sequence[str] = (), seed: int = 0,
+                 skip_invalid: bool = False) -> None:
         self.path = Path(path)
+        self.skip_invalid = skip_invalid
+        self.skipped: list[str] = []  # "file:line: reason" of each record skipped (this process)
         self.augment, self.seed, self.draws = list(augment), seed, 0
         if not self.path.is_file():
             raise ValueError(f"data file not found: {self.path}")
@@ -53,6 +60,19 @@ class RegionDataset(Dataset):
             raise ValueError(f"{self.path}:{number}: {error}") from None
 
     def __getitem__(self, index: int) -> EncodedSample:
+        if not self.skip_invalid:
+            return self.encode(index)
+        for step in range(len(self)):
+            try:
+                return self.encode((index + step) % len(self))
+            except ValueError as error:
+                if str(error) not in self.skipped:
+                    self.skipped.append(str(error))
+                    logger.warning("skipping invalid record %s", error)
+        raise ValueError(f"{self.path}: no valid record ({len(self.skipped)} skipped, e.g. {self.skipped[0]})")
+
+    def encode(self, index: int) -> EncodedSample:
+        """Record ``index`` read, validated, augmented and processed (ValueError naming file:line)."""
         record = self.record(index)
         _, number = self.offsets[index]
         try:

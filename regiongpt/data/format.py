@@ -221,6 +221,8 @@ def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) ->
                 except UnicodeEncodeError:  # a lone surrogate: \\uXXXX escapes keep it exactly
                     handle.write(json.dumps(obj) + "\n")
                 count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from regiongpt.atomic import write_text_atomic
 from regiongpt.data.format import write_jsonl
 from regiongpt.tasks import Task
 
@@ -529,9 +529,7 @@ def generate_regionworld(
         "shape_presence": {s: round(p, 4) for s, p in stats.presence.items()},
         "config": {**asdict(config), "samples_per_image": effective_rates(config)},
     }
-    tmp = out / ".info.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "info.json")
+    write_text_atomic(out / "info.json", json.dumps(info, indent=2) + "\n")
     return info
 
 

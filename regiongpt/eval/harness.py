@@ -10,7 +10,6 @@ is dropped and redone.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Union
 from PIL import Image
 from tqdm import tqdm
 
+from regiongpt.atomic import write_text_atomic
 from regiongpt.data.format import Record, read_jsonl, region_from_json
 from regiongpt.eval.engine import Engine
 from regiongpt.processing import GPT4ROI_PATTERN, TAG_PATTERN
@@ -233,12 +233,6 @@ def run_items(
         bar.close()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = []
     for key, value in metrics.items():
@@ -275,9 +269,9 @@ def write_outputs(out: Path, benchmark: str, metrics: Mapping[str, Any], config:
     """Write :data:`METRICS` and :data:`REPORT` atomically; returns the report text."""
     out.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": benchmark, "config": dict(config), "metrics": dict(metrics)}
-    _atomic_write(out / METRICS, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(out / METRICS, json.dumps(payload, indent=2) + "\n")
     report = markdown_report(benchmark, metrics, config)
-    _atomic_write(out / REPORT, report)
+    write_text_atomic(out / REPORT, report)
     return report
 
 

@@ -128,24 +128,32 @@ def score_rows(
     model, samples: Sequence[EncodedSample], features, prefix: PrefixState | None = None
 ) -> list[float]:
     """Sum over supervised tokens of ``log p(token | everything before)`` per sample, all rows in
-    one forward pass of their suffixes after ``prefix`` (right padding)."""
+    one forward pass of their suffixes after ``prefix`` (right padding).
+
+    Only the hidden states that predict a supervised token are needed, so the block is cut after
+    the last of them (a row's final token predicts nothing and never runs), and the LM head runs
+    on those positions only."""
     device = model.get_input_embeddings().weight.device
     p = len(prefix) if prefix is not None else 0
     _check_prefix(samples, prefix)
     batch = suffix_batch(samples, p, 0, model.config.region_token_id, "right")
     embeds = embed_suffix(model, samples, batch, features)
+    targets = batch.labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    used = keep.any(dim=0).nonzero()
+    width = int(used[-1]) + 1 if len(used) else 0  # causal: later tokens cannot change these
+    run = max(width, 1)
+    targets, keep = targets[:, :width].to(device), keep[:, :width].to(device)
     lm = model.language_model
     cache = expand_cache(prefix.cache, len(samples), lm) if prefix is not None else None
     hidden = lm.get_decoder()(
-        inputs_embeds=embeds,
-        attention_mask=batch.attention_mask.to(device),
-        position_ids=batch.position_ids.to(device),
+        inputs_embeds=embeds[:, :run],
+        attention_mask=batch.attention_mask[:, : p + run].to(device),
+        position_ids=batch.position_ids[:, :run].to(device),
         past_key_values=cache,
         use_cache=cache is not None,
     ).last_hidden_state
-    targets = batch.labels[:, 1:].to(device)
-    keep = targets != IGNORE_INDEX
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    logits = model.get_output_embeddings()(hidden[:, :width][keep]).float()
     token_logp = F.log_softmax(logits, dim=-1).gather(1, targets[keep][:, None]).squeeze(1)
     rows = torch.arange(len(samples), device=device)[:, None].expand_as(targets)[keep]
     totals = torch.zeros(len(samples), device=device, dtype=torch.float32).index_add_(0, rows, token_logp)

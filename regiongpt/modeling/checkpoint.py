@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from regiongpt.atomic import replace_directory
 from regiongpt.modeling.configuration import RegionGPTConfig
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 from regiongpt.modeling.pretrained import efficientnet_lite0_weights, load_language_model
@@ -101,13 +102,7 @@ def save_checkpoint(model: RegionGPTForConditionalGeneration, out_dir: str | Pat
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700 directories
         for written in tmp.iterdir():
             os.chmod(written, 0o644)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "previous")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_directory(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

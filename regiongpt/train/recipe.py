@@ -153,6 +153,8 @@ def parse_recipe(values: dict[str, Any], overrides: list[str] = ()) -> Recipe:
         key, raw = item.split("=", 1)
         try:
             _set_dotted(values, key.strip(), yaml.safe_load(raw))
+        except yaml.YAMLError:
+            raise ValueError(f"override {item!r}: the value is not valid YAML") from None
         except (KeyError, IndexError, ValueError, TypeError):
             raise ValueError(f"override {item!r}: no such key path") from None
     known = {f.name for f in dataclasses.fields(Recipe)}
@@ -192,7 +194,10 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from None
     try:
         return parse_recipe(values, overrides)
     except ValueError as error:

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from regiongpt.data.dataset import Collator, RegionDataset
 from regiongpt.modeling.checkpoint import apply_lora, build_model, load_checkpoint, save_checkpoint
@@ -55,6 +54,13 @@ def _bf16(value: str | bool) -> bool:
     if value == "auto":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(value)
+
+
+def last_complete_checkpoint(stage_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` whose save finished (transformers writes trainer_state.json last)."""
+    complete = [p for p in stage_dir.glob("checkpoint-*")
+                if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda p: int(p.name.split("-", 1)[1]))) if complete else None
 
 
 def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval: bool) -> TrainingArguments:
@@ -108,10 +114,11 @@ def run_recipe(recipe: Recipe, resume: bool = False,
     set_seed(recipe.seed)
     model, processor = built if built is not None else build_from_recipe(recipe)
     out = Path(recipe.output_dir)
-    train_set = RegionDataset(recipe.data.train, processor, recipe.data.root, recipe.data.max_train_samples,
-                              recipe.data.augment, recipe.seed)
+    data = recipe.data
+    train_set = RegionDataset(data.train, processor, data.root, data.max_train_samples, data.augment, recipe.seed,
+                              data.skip_invalid)
     eval_set = (
-        RegionDataset(recipe.data.eval, processor, recipe.data.root, recipe.data.max_eval_samples)
+        RegionDataset(data.eval, processor, data.root, data.max_eval_samples, skip_invalid=data.skip_invalid)
         if recipe.data.eval else None
     )
     final = out / "final"
@@ -129,12 +136,13 @@ def run_recipe(recipe: Recipe, resume: bool = False,
         if spec.gradient_checkpointing:
             model.language_model.config.use_cache = False
         stage_set = (
-            RegionDataset(stage.train, processor, recipe.data.root, recipe.data.max_train_samples)
+            RegionDataset(stage.train, processor, data.root, data.max_train_samples, data.augment, recipe.seed,
+                          data.skip_invalid)
             if stage.train else train_set
         )
         trainer = Trainer(model=model, args=args, train_dataset=stage_set, eval_dataset=eval_set,
                           data_collator=Collator(processor), processing_class=processor.tokenizer)
-        checkpoint = get_last_checkpoint(str(stage_dir)) if resume and stage_dir.is_dir() else None
+        checkpoint = last_complete_checkpoint(stage_dir) if resume else None
         result = trainer.train(resume_from_checkpoint=checkpoint)
         if trainer.is_world_process_zero():
             save_checkpoint(model, done, tokenizer=processor.tokenizer)

@@ -142,11 +142,6 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_recipe_root):
         Path(os.environ["RELIABILITY_RESUME_JSON"]).write_text(json.dumps(report, indent=2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trainer.py resumes from transformers' get_last_checkpoint, which picks the newest "
-    "checkpoint-* directory even when a kill interrupted its save (reported in docs/reliability.md)",
-)
 @pytest.mark.slow
 def test_resume_skips_a_partial_checkpoint(tiny_recipe_root):
     """A kill during a save leaves checkpoint-N without trainer_state.json; resume must use N-1."""
@@ -250,11 +245,6 @@ def test_converted_weights_that_fail_midway_leave_the_old_output(saved, monkeypa
     assert _digest(out) == before and _leftovers(out.parent, out.name) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="modeling/checkpoint.py replaces an existing checkpoint with two renames; a failure "
-    "between them leaves no checkpoint at the path (reported in docs/reliability.md)",
-)
 def test_a_failure_between_the_two_renames_keeps_a_checkpoint_at_the_path(saved, monkeypatch):
     model, processor, out = saved
     real_replace = os.replace
@@ -294,25 +284,25 @@ def test_write_jsonl_that_fails_midway_leaves_the_old_file(tmp_path):
     assert out.read_bytes() == before and len(list(read_jsonl(out))) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eval/harness.py _atomic_write leaves '.metrics.json.tmp' behind when the write fails "
-    "(reported in docs/reliability.md)",
-)
 def test_eval_outputs_are_written_atomically(tmp_path, monkeypatch):
+    """A failure while writing (disk full) or at the rename leaves the previous outputs, no temp files."""
+    from regiongpt import atomic
     from regiongpt.eval import harness
 
     harness.write_outputs(tmp_path, "caption", {"cider": 0.5}, {"model": "m"})
     before = _digest(tmp_path)
-    real = Path.write_text
+    real_fsync, real_replace = atomic.os.fsync, atomic.os.replace
 
-    def dies(self, text, *args, **kwargs):
-        real(self, text[: len(text) // 2], *args, **kwargs)
+    def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", dies)
-    with pytest.raises(OSError):
-        harness.write_outputs(tmp_path, "caption", {"cider": 0.9}, {"model": "m"})
-    monkeypatch.setattr(Path, "write_text", real)
-    assert _digest(tmp_path) == before
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    def rename_fails(src, dst):
+        raise OSError(5, "Input/output error")
+
+    for name, failing, real in (("fsync", disk_full, real_fsync), ("replace", rename_fails, real_replace)):
+        monkeypatch.setattr(atomic.os, name, failing)
+        with pytest.raises(OSError):
+            harness.write_outputs(tmp_path, "caption", {"cider": 0.9}, {"model": "m"})
+        monkeypatch.setattr(atomic.os, name, real)
+        assert _digest(tmp_path) == before
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

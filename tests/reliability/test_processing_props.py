@@ -83,11 +83,6 @@ def test_encode_text_is_consistent_or_refuses(processor, contents, style, num_re
         assert any(label != IGNORE_INDEX for label in labels), "an assistant reply is not supervised"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processing.py expands <regionK> in assistant turns too, so region placeholders get "
-    "supervised labels (reported in docs/reliability.md; processing.py is not ours to edit)",
-)
 def test_region_placeholders_are_never_supervised(processor):
     conversation = [
         {"from": "human", "value": "Which one is the cat, <region1> or <region2>?"},
@@ -97,21 +92,11 @@ def test_region_placeholders_are_never_supervised(processor):
     assert processor.region_token_id not in labels
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processing.py hands a lone surrogate to the tokenizer, which raises TypeError "
-    "(reported in docs/reliability.md; the server and the data reader refuse such text first)",
-)
 def test_lone_surrogates_are_a_value_error(processor):
     with pytest.raises(ValueError):
         processor.encode_text([{"from": "human", "value": "what is \ud800?"}], 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processing.py: more than 10**6 <bbox> tags end the counter iterator with StopIteration "
-    "(reported in docs/reliability.md)",
-)
 def test_gpt4roi_counter_has_no_upper_bound():
     text = "<bbox>" * (10**6 + 1)
     with pytest.raises(ValueError, match="not given"):

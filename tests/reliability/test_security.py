@@ -126,7 +126,7 @@ def test_weight_conversion_reads_bin_files_with_weights_only(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     torch.save({"layer.weight": torch.zeros(2), "payload": _Exploit(marker)}, source / "pytorch_model.bin")
-    index = {"weight_map": {"layer.weight": "pytorch_model.bin"}}  # (see the xfail below for no index)
+    index = {"weight_map": {"layer.weight": "pytorch_model.bin"}}  # (without an index: below)
     (source / "pytorch_model.bin.index.json").write_text(json.dumps(index))
     with pytest.raises(ConversionError, match="cannot read .* as a plain tensor file"):
         WeightFiles(source).get("layer.weight")
@@ -135,11 +135,6 @@ def test_weight_conversion_reads_bin_files_with_weights_only(tmp_path):
     assert torch.equal(WeightFiles(source).get("layer.weight"), torch.ones(2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="convert/weights.py WeightFiles.__init__ sets _bin_cache after _discover(), which reads "
-    ".bin files through _load_bin: AttributeError without an index json (reported)",
-)
 def test_weight_conversion_of_a_single_bin_file(tmp_path):
     from regiongpt.convert.weights import WeightFiles
 

@@ -1,0 +1,51 @@
+"""RegionDataset: file:line errors, and skipping invalid records when asked."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from PIL import Image
+
+from regiongpt.data.converters.base import region_turns
+from regiongpt.data.dataset import RegionDataset
+from regiongpt.data.format import write_jsonl
+from regiongpt.tasks import Task
+
+
+@pytest.fixture()
+def data_with_a_bad_record(tmp_path, rgb_image, tiny_factory):
+    _, processor = tiny_factory()
+    Image.fromarray(rgb_image).save(tmp_path / "img.png")
+    good = {"image": "img.png", "regions": [{"box": [1, 1, 20, 30]}], "task": "brief",
+            "conversations": region_turns(Task.BRIEF, ["a red box"])}  # fmt: skip
+    records = [{**good, "id": "a"}, {**good, "id": "b", "image": "missing.png"}, {**good, "id": "c"}]
+    write_jsonl(tmp_path / "train.jsonl", records)
+    return tmp_path / "train.jsonl", processor
+
+
+def test_a_bad_record_is_an_error_naming_file_and_line(data_with_a_bad_record):
+    path, processor = data_with_a_bad_record
+    dataset = RegionDataset(path, processor)
+    assert dataset[0].input_ids
+    with pytest.raises(ValueError, match=rf"{path}:2: .*missing\.png"):
+        dataset[1]
+
+
+def test_skip_invalid_returns_the_next_valid_record_and_logs_the_bad_one(data_with_a_bad_record, caplog):
+    path, processor = data_with_a_bad_record
+    dataset = RegionDataset(path, processor, skip_invalid=True)
+    with caplog.at_level(logging.WARNING, logger="regiongpt.data.dataset"):
+        items = [dataset[i] for i in range(len(dataset))]
+    assert items[1].input_ids == dataset.encode(2).input_ids  # record 2 stands in for the bad one
+    assert len(dataset.skipped) == 1 and f"{path}:2:" in dataset.skipped[0]
+    assert f"{path}:2:" in caplog.text
+
+
+def test_skip_invalid_with_no_valid_record_is_an_error(data_with_a_bad_record, tmp_path):
+    path, processor = data_with_a_bad_record
+    lines = path.read_text().splitlines()
+    only_bad = tmp_path / "bad.jsonl"
+    only_bad.write_text(lines[1] + "\n")
+    with pytest.raises(ValueError, match="no valid record"):
+        RegionDataset(only_bad, processor, skip_invalid=True)[0]
