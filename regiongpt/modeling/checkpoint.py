@@ -69,14 +69,30 @@ def _from_pretrained_part(key: str, parts: dict[str, str]) -> bool:
     return key.split(".", 1)[0] in parts and "lora_" not in key
 
 
+def _unmerged_state_dict(model: RegionGPTForConditionalGeneration) -> dict[str, torch.Tensor]:
+    """The model's state with LoRA adapters unmerged (``RegionGPT.from_pretrained`` merges them
+    into the base weights for inference; a checkpoint keeps base and adapter apart)."""
+    language_model = model.language_model
+    merged = any(getattr(module, "merged", False) for module in language_model.modules())
+    if not merged:
+        return model.state_dict()
+    language_model.unmerge_adapter()
+    try:
+        return {key: tensor.clone() for key, tensor in model.state_dict().items()}
+    finally:
+        language_model.merge_adapter()
+
+
 def checkpoint_state(model: RegionGPTForConditionalGeneration,
                      state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The weights a checkpoint stores: all but the frozen pretrained parts; shared tensors once.
 
     ``state_dict``: an already gathered state dict (e.g. from FSDP/DeepSpeed); default the model's."""
     parts = model.config.pretrained_parts
+    if state_dict is None:
+        state_dict = _unmerged_state_dict(model)
     state, seen = {}, set()
-    for key, tensor in (state_dict if state_dict is not None else model.state_dict()).items():
+    for key, tensor in state_dict.items():
         if _from_pretrained_part(key, parts):
             continue
         pointer = (tensor.data_ptr(), tensor.shape, tensor.stride())
