@@ -1,7 +1,8 @@
 """Crash-safe file and directory writes: build beside the target, fsync, then rename over it.
 
-A kill or an error at any point leaves either the previous content or the new one at the path,
-never a half-written file and never nothing (where something was there before).
+An error at any point leaves either the previous content or the new one at the path, never a
+half-written file. A directory replacement takes two renames; a kill between them (not an
+error) leaves the previous directory in ``.NAME.old.*/previous`` beside the path.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; follow the umask like open() does
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -22,6 +22,8 @@ class OneLineErrors(TyperGroup):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as error:  # click's ClickException family (typer vendors click)
+            if type(error).__name__ == "NoArgsIsHelpError":  # help already printed: not an error
+                sys.exit(0)
             exit_code = getattr(error, "exit_code", 1)
             ctx = getattr(error, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None and exit_code == 2 else ""

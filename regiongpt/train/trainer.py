@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -56,10 +57,18 @@ def _bf16(value: str | bool) -> bool:
     return bool(value)
 
 
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, or cut off by a kill during the write
+        return False
+    return True
+
+
 def last_complete_checkpoint(stage_dir: Path) -> str | None:
     """The newest ``checkpoint-N`` whose save finished (transformers writes trainer_state.json last)."""
     complete = [p for p in stage_dir.glob("checkpoint-*")
-                if p.name.split("-", 1)[1].isdigit() and (p / "trainer_state.json").is_file()]
+                if re.fullmatch(r"checkpoint-[0-9]+", p.name) and _readable_json(p / "trainer_state.json")]
     return str(max(complete, key=lambda p: int(p.name.split("-", 1)[1]))) if complete else None
 
 

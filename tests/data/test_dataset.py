@@ -19,7 +19,8 @@ def data_with_a_bad_record(tmp_path, rgb_image, tiny_factory):
     Image.fromarray(rgb_image).save(tmp_path / "img.png")
     good = {"image": "img.png", "regions": [{"box": [1, 1, 20, 30]}], "task": "brief",
             "conversations": region_turns(Task.BRIEF, ["a red box"])}  # fmt: skip
-    records = [{**good, "id": "a"}, {**good, "id": "b", "image": "missing.png"}, {**good, "id": "c"}]
+    other = {**good, "id": "c", "conversations": region_turns(Task.BRIEF, ["a small blue dot"])}
+    records = [{**good, "id": "a"}, {**good, "id": "b", "image": "missing.png"}, other]
     write_jsonl(tmp_path / "train.jsonl", records)
     return tmp_path / "train.jsonl", processor
 
@@ -37,7 +38,8 @@ def test_skip_invalid_returns_the_next_valid_record_and_logs_the_bad_one(data_wi
     dataset = RegionDataset(path, processor, skip_invalid=True)
     with caplog.at_level(logging.WARNING, logger="regiongpt.data.dataset"):
         items = [dataset[i] for i in range(len(dataset))]
-    assert items[1].input_ids == dataset.encode(2).input_ids  # record 2 stands in for the bad one
+    assert items[1].input_ids == dataset.encode(2).input_ids  # record 3 stands in for the bad one
+    assert items[1].input_ids != dataset.encode(0).input_ids
     assert len(dataset.skipped) == 1 and f"{path}:2:" in dataset.skipped[0]
     assert f"{path}:2:" in caplog.text
 

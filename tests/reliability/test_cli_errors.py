@@ -257,3 +257,9 @@ def test_serve_settings_and_weight_conversion_errors(tmp_path):
     assert_one_line_error(run("serve", "--timeout", "0", "--port", "0"), "request_timeout_s must be positive")
     assert_one_line_error(run("convert", "llava-hf", tmp_path / "src", tmp_path / "out"), "src")
     assert_one_line_error(run("convert", "gpt4roi", tmp_path / "src", tmp_path / "out"), "src")
+
+
+@pytest.mark.parametrize("args", [[], ["data"], ["eval"]])
+def test_no_arguments_print_help_and_no_error(args):
+    result = run(*args)
+    assert result.exit_code == 0 and "error:" not in result.stderr and "Usage" in result.output
