@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from regiongpt.atomic import fsync_path
+
 
 def repair_tail(path: Path) -> int:
     """Truncate ``path`` after its last newline; returns the bytes removed (0 if none/absent)."""
@@ -69,7 +71,7 @@ class AppendLog:
         self._handle = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         if created:  # make the new directory entry durable too
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
 
     def append(self, row: dict[str, Any]) -> None:
         line = json.dumps(row, ensure_ascii=False) + "\n"
@@ -82,15 +84,3 @@ class AppendLog:
         with self._lock:
             self._handle.close()
 
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
