@@ -1,16 +1,24 @@
 """Crash-safe file and directory writes: build beside the target, fsync, then rename over it.
 
 An error at any point leaves either the previous content or the new one at the path, never a
-half-written file. A directory replacement takes two renames; a kill between them (not an
-error) leaves the previous directory in ``.NAME.old.*/previous`` beside the path.
+half-written file. A directory is replaced by one atomic exchange (Linux ``renameat2`` with
+``RENAME_EXCHANGE``), so even a kill leaves a complete directory at the path. Where the exchange is
+not available (other systems, some file systems) it takes two renames; a kill between them (not
+an error) leaves the previous directory in ``.NAME.old.*/previous`` beside the path.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 def fsync_path(path: str | Path) -> None:
@@ -47,11 +55,30 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     fsync_path(path.parent)
 
 
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or file system cannot, and nothing was changed."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:  # glibc before 2.28, other C libraries
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
+        return False
+    raise OSError(error, os.strerror(error), str(b))
+
+
 def replace_directory(built: Path, target: Path) -> None:
     """Move the finished directory ``built`` to ``target`` (a sibling), replacing what is there.
 
-    Files are fsynced first. Replacing takes two renames (old aside, new in); if the second fails
-    the old directory is put back, so ``target`` always holds a complete directory."""
+    Files are fsynced first. An existing ``target`` is swapped with ``built`` in one atomic step
+    where the system allows, else by two renames (old aside, new in; if the second fails the old
+    directory is put back), so ``target`` always holds a complete directory."""
     for written in built.rglob("*"):
         if written.is_file():
             fsync_path(written)
@@ -59,6 +86,10 @@ def replace_directory(built: Path, target: Path) -> None:
     if not target.exists():
         os.replace(built, target)
         fsync_path(target.parent)
+        return
+    if exchange_paths(built, target):  # built now holds the previous directory
+        fsync_path(target.parent)
+        shutil.rmtree(built, ignore_errors=True)
         return
     aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
     previous = aside / "previous"

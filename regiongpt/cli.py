@@ -148,17 +148,18 @@ def train(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted key=value overrides")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in output_dir.")] = False,
 ) -> None:
+    from regiongpt.data.dataset import DataError
     from regiongpt.train.recipe import load_recipe
+    from regiongpt.train.trainer import build_from_recipe, run_recipe
 
-    try:
+    try:  # a bad recipe or override, a missing init_from model
         parsed = load_recipe(recipe, overrides or [])
-    except ValueError as error:
+        built = build_from_recipe(parsed)
+    except (FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from None
-    from regiongpt.train.trainer import run_recipe
-
-    try:
-        final = run_recipe(parsed, resume=resume)
-    except (FileNotFoundError, ValueError) as error:  # missing data or model, a malformed record
+    try:  # missing or malformed data; any other error is a bug and keeps its traceback
+        final = run_recipe(parsed, resume=resume, built=built)
+    except (FileNotFoundError, DataError) as error:
         raise fail(str(error)) from None
     typer.echo(str(final))
 
@@ -170,6 +171,7 @@ app.add_typer(data_app, name="data")
 def _mount() -> None:
     """Attach the subcommands that live beside their code."""
     from regiongpt.data.converters.cli import app as convert_app
+    from regiongpt.data.photos_cli import photos_command
     from regiongpt.data.regionworld_cli import regionworld_command
 
     data_app.command(
@@ -179,6 +181,14 @@ def _mount() -> None:
             "Example: regiongpt data regionworld --out data/regionworld --n 3000 --seed 0"
         ),
     )(regionworld_command)
+    data_app.command(
+        "photos",
+        help=(
+            "Category samples on real photos bundled with scikit-image, scikit-learn and matplotlib, "
+            "labelled by EfficientNet-Lite0's ImageNet label of each random crop (distillation).\n\n"
+            "Example: regiongpt data photos --out data/photos --seed 0"
+        ),
+    )(photos_command)
     data_app.add_typer(convert_app, name="convert")
     from regiongpt.convert.commands import convert_app as weights_app
     from regiongpt.eval.commands import eval_app

@@ -18,6 +18,10 @@ from regiongpt.processing import EncodedSample, RegionGPTProcessor
 logger = logging.getLogger(__name__)
 
 
+class DataError(ValueError):
+    """A data file is missing or empty, or a record in it is malformed (the message names it)."""
+
+
 class RegionDataset(Dataset):
     """Indexes line offsets once; each item reads, validates and processes one record.
 
@@ -33,7 +37,7 @@ class RegionDataset(Dataset):
         self.skipped: list[str] = []  # "file:line: reason" of each record skipped (this process)
         self.augment, self.seed, self.draws = list(augment), seed, 0
         if not self.path.is_file():
-            raise ValueError(f"data file not found: {self.path}")
+            raise DataError(f"data file not found: {self.path}")
         self.root = Path(root) if root is not None else self.path.parent
         self.processor = processor
         self.offsets: list[tuple[int, int]] = []  # (byte offset, line number)
@@ -57,9 +61,11 @@ class RegionDataset(Dataset):
         try:
             return parse_record(parse_json_line(line))
         except ValueError as error:
-            raise ValueError(f"{self.path}:{number}: {error}") from None
+            raise DataError(f"{self.path}:{number}: {error}") from None
 
     def __getitem__(self, index: int) -> EncodedSample:
+        if not self.offsets:
+            raise DataError(f"{self.path}: the file holds no records")
         if not self.skip_invalid:
             return self.encode(index)
         for step in range(len(self)):
@@ -69,7 +75,7 @@ class RegionDataset(Dataset):
                 if str(error) not in self.skipped:
                     self.skipped.append(str(error))
                     logger.warning("skipping invalid record %s", error)
-        raise ValueError(f"{self.path}: no valid record ({len(self.skipped)} skipped, e.g. {self.skipped[0]})")
+        raise DataError(f"{self.path}: no valid record ({len(self.skipped)} skipped, e.g. {self.skipped[0]})")
 
     def encode(self, index: int) -> EncodedSample:
         """Record ``index`` read, validated, augmented and processed (ValueError naming file:line)."""
@@ -86,7 +92,7 @@ class RegionDataset(Dataset):
                 image, regions, conversations = sample.image, sample.regions, sample.conversations
             return self.processor.encode(conversations, image, regions)
         except ValueError as error:
-            raise ValueError(f"{self.path}:{number}: {error}") from None
+            raise DataError(f"{self.path}:{number}: {error}") from None
 
 
 class Collator:

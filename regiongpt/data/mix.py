@@ -9,7 +9,9 @@ A mix file is YAML, either a list of sources or a mapping with ``datasets`` (plu
       - {path: refcocog_caption.jsonl, count: 20000}           # exactly 20000 records
       - {path: vcr.jsonl, ratio: 2}                            # every record twice
 
-Paths are relative to the mix file. ``ratio`` scales the file's record count (above 1:
+Paths are relative to the mix file. Image and mask paths in the records are rewritten relative to
+the output file's folder (where training looks for them), so sources may live in different
+folders. ``ratio`` scales the file's record count (above 1:
 whole copies plus a random rest), ``count`` asks for an exact number, neither means every
 record once. Sampling is deterministic: the same seed gives the same output, and a source's
 sample does not change when other sources are added. Output ids are ``name/id`` (``#k`` added
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -118,7 +121,20 @@ def load_mix(path: str | Path) -> MixSpec:
     return MixSpec(sources, seed, shuffle)
 
 
-def _draw(source: MixSource, seed: int) -> Iterator[Record]:
+def _rebased(record: Record, source_root: Path, out_root: Path | None) -> Record:
+    """``record`` with its image and mask file paths relative to ``out_root`` instead of
+    ``source_root`` (unchanged when ``out_root`` is None or the folders are the same)."""
+    if out_root is None or source_root.resolve() == out_root.resolve():
+        return record
+
+    def rebase(path: str) -> str:
+        return Path(os.path.relpath(source_root.resolve() / path, out_root.resolve())).as_posix()
+
+    regions = [{**r, "mask": rebase(r["mask"])} if isinstance(r.get("mask"), str) else r for r in record.regions]
+    return dataclasses.replace(record, image=rebase(record.image), regions=regions)
+
+
+def _draw(source: MixSource, seed: int, out_root: Path | None = None) -> Iterator[Record]:
     size = sum(1 for _ in read_jsonl(source.path))
     target = source.target(size)
     if size == 0:
@@ -129,20 +145,21 @@ def _draw(source: MixSource, seed: int) -> Iterator[Record]:
     rng = random.Random(f"{seed}:{source.name}")
     extra = set(rng.sample(range(size), rest))
     for index, record in enumerate(read_jsonl(source.path)):
+        record = _rebased(record, source.path.parent, out_root)
         for copy in range(full + (index in extra)):
             suffix = f"#{copy}" if copy else ""
             meta = {**record.meta, "mix": source.name}
             yield dataclasses.replace(record, id=f"{source.name}/{record.id}{suffix}", meta=meta)
 
 
-def mix_records(spec: MixSpec) -> tuple[list[Record], dict[str, int]]:
+def mix_records(spec: MixSpec, out_root: Path | None = None) -> tuple[list[Record], dict[str, int]]:
     """The mixed records (shuffled with ``spec.seed`` when ``spec.shuffle``) and the count
-    drawn from each source."""
+    drawn from each source. With ``out_root``, file paths are rewritten relative to it."""
     records: list[Record] = []
     counts: dict[str, int] = {}
     for source in spec.sources:
         before = len(records)
-        records.extend(_draw(source, spec.seed))
+        records.extend(_draw(source, spec.seed, out_root))
         counts[source.name] = len(records) - before
     if spec.shuffle:
         random.Random(spec.seed).shuffle(records)
@@ -159,6 +176,6 @@ def write_mix(
         spec.seed = seed
     if shuffle is not None:
         spec.shuffle = shuffle
-    records, counts = mix_records(spec)
+    records, counts = mix_records(spec, Path(out).parent)
     write_jsonl(out, records)
     return counts

@@ -9,6 +9,7 @@ default model is a few MB. Directories are written atomically (temporary directo
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -19,10 +20,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from regiongpt.atomic import replace_directory
-from regiongpt.modeling.configuration import RegionGPTConfig
+from regiongpt.modeling.configuration import RegionEncoderConfig, RegionGPTConfig
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 from regiongpt.modeling.pretrained import efficientnet_lite0_weights, load_language_model
 from regiongpt.modeling.vision import EfficientNetLiteTower, HFVisionTower, build_vision_tower
+
+logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -69,28 +72,26 @@ def _from_pretrained_part(key: str, parts: dict[str, str]) -> bool:
     return key.split(".", 1)[0] in parts and "lora_" not in key
 
 
-def _unmerged_state_dict(model: RegionGPTForConditionalGeneration) -> dict[str, torch.Tensor]:
-    """The model's state with LoRA adapters unmerged (``RegionGPT.from_pretrained`` merges them
-    into the base weights for inference; a checkpoint keeps base and adapter apart)."""
-    language_model = model.language_model
-    merged = any(getattr(module, "merged", False) for module in language_model.modules())
-    if not merged:
-        return model.state_dict()
-    language_model.unmerge_adapter()
-    try:
-        return {key: tensor.clone() for key, tensor in model.state_dict().items()}
-    finally:
-        language_model.merge_adapter()
-
-
 def checkpoint_state(model: RegionGPTForConditionalGeneration,
                      state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The weights a checkpoint stores: all but the frozen pretrained parts; shared tensors once.
 
-    ``state_dict``: an already gathered state dict (e.g. from FSDP/DeepSpeed); default the model's."""
-    parts = model.config.pretrained_parts
-    if state_dict is None:
-        state_dict = _unmerged_state_dict(model)
+    ``state_dict``: an already gathered state dict (e.g. from FSDP/DeepSpeed); default the model's,
+    with LoRA adapters unmerged (``RegionGPT.from_pretrained`` merges them into the base weights for
+    inference; a checkpoint keeps base and adapter apart)."""
+    if state_dict is not None:
+        return _kept(state_dict, model.config.pretrained_parts)
+    language_model = model.language_model
+    if not any(getattr(module, "merged", False) for module in language_model.modules()):
+        return _kept(model.state_dict(), model.config.pretrained_parts)
+    language_model.unmerge_adapter()
+    try:  # copies, since merging again changes the base weights in place
+        return {key: t.clone() for key, t in _kept(model.state_dict(), model.config.pretrained_parts).items()}
+    finally:
+        language_model.merge_adapter()
+
+
+def _kept(state_dict: dict[str, torch.Tensor], parts: dict[str, str]) -> dict[str, torch.Tensor]:
     state, seen = {}, set()
     for key, tensor in state_dict.items():
         if _from_pretrained_part(key, parts):
@@ -124,14 +125,21 @@ def save_checkpoint(model: RegionGPTForConditionalGeneration, out_dir: str | Pat
     return out_dir
 
 
-def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> RegionGPTForConditionalGeneration:
-    """Load a checkpoint directory written by :func:`save_checkpoint`."""
+def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32,
+                    region_overrides: dict | None = None) -> RegionGPTForConditionalGeneration:
+    """Load a checkpoint directory written by :func:`save_checkpoint`.
+
+    ``region_overrides`` changes the saved region encoder settings first (e.g. ``{"box_embedding":
+    True}`` to extend a trained model); weights the changed encoder has and the checkpoint lacks
+    keep their initialisation and are logged. Without overrides a missing weight is an error."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a regiongpt checkpoint (no config.json)")
     if not (path / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"{path} has no {WEIGHTS_NAME}")
     config = RegionGPTConfig.from_pretrained(path)
+    if region_overrides:
+        config.region_config = RegionEncoderConfig.from_dict({**config.region_config, **region_overrides}).to_dict()
     model = build_model(config, dtype)
     state = load_file(str(path / WEIGHTS_NAME))
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -139,6 +147,9 @@ def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Reg
         raise ValueError(f"{path / WEIGHTS_NAME} holds weights this model does not have: {unexpected[:5]}")
     expected = set(checkpoint_state(model))
     really_missing = sorted(set(missing) & expected)
-    if really_missing:
+    if really_missing and region_overrides:
+        logger.warning("%s: %d weights new with %s keep their initialisation: %s", path, len(really_missing),
+                       region_overrides, really_missing[:5])
+    elif really_missing:
         raise ValueError(f"{path / WEIGHTS_NAME} lacks weights: {really_missing[:5]} ({len(really_missing)} in all)")
     return model.to(dtype).eval()

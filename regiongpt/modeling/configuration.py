@@ -4,7 +4,8 @@ Presets (:func:`preset_config`):
 
 * ``gpt4roi``: CLIP ViT-L/14 at 224 px + a 7B Llama-shaped LM, GPT4RoI's region encoder.
 * ``regiongpt``: CLIP ViT-L/14 at 336 px + a 7B Llama-shaped LM, RegionGPT's region encoder.
-* ``tiny-default``: EfficientNet-Lite0 + SmolLM2-135M-Instruct, RegionGPT's encoder, small widths.
+* ``tiny-default``: EfficientNet-Lite0 + SmolLM2-135M-Instruct, RegionGPT's encoder (with a box
+  embedding: a convolutional tower's pooled features do not say where a region is), small widths.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class RegionEncoderConfig:
     refine: bool = True
     connector: Literal["shared", "separate"] = "shared"
     mask_eps: float = 1e-6
+    # Add an MLP embedding of the region's geometry (normalised box and mask area) to the pooled
+    # feature. Mask pooling of a convolutional tower's maps keeps what a region looks like but
+    # not where it is or how large; ViT towers carry that in their position embeddings.
+    box_embedding: bool = False
     # Image tokens: "encoder" (GPT4RoI: tower tokens pooled to the grid; RegionGPT: patch merge of
     # the refined map) or "tower" (the tower's token grid as is, e.g. LLaVA's 576 CLIP tokens).
     image_token_source: Literal["encoder", "tower"] = "encoder"
@@ -239,7 +244,7 @@ def preset_config(name: str) -> RegionGPTConfig:
             text_config=smollm2_text_config(),
             region_config=RegionEncoderConfig(
                 type="regiongpt", hidden_size=128, feature_levels=[0, 1], image_token_grid=4,
-                connector="separate",
+                connector="separate", box_embedding=True,
             ),
             system_prompt="Answer questions about image regions.",
             pretrained_parts={"vision_tower": "efficientnet-lite0", "language_model": "smollm2-135m-instruct"},

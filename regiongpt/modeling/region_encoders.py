@@ -10,6 +10,7 @@ masks ``(R, S, S)``), and return ``(R, hidden_size)`` region features plus the i
   enter through their tight boxes.
 * :class:`RegionGPTEncoder`: feature refinement (two stride-2 transposed convs, LayerNorm2d, GELU)
   and mask pooling (mean of refined features under the soft mask). Boxes are filled rectangles.
+  Optionally (``box_embedding``) an MLP of the region's geometry is added to the pooled feature.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torchvision.ops import roi_align
 
 from regiongpt.modeling.configuration import RegionEncoderConfig
 from regiongpt.modeling.vision import VisionFeatures
+
+GEOMETRY_FEATURES = 6  # see RegionGPTEncoder.geometry
 
 
 @dataclass
@@ -168,6 +171,15 @@ class RegionGPTEncoder(nn.Module):
         merge = grid and not self.from_tower
         self.patch_merge = nn.Sequential(nn.Linear(4 * width, width), nn.GELU()) if merge else None
         self.token_channels = token_channels if self.from_tower else width
+        self.image_size = image_size
+        self.box_embed = (
+            nn.Sequential(nn.Linear(GEOMETRY_FEATURES, width), nn.GELU(), nn.Linear(width, width))
+            if config.box_embedding
+            else None
+        )
+        if self.box_embed is not None:  # starts as a no-op, so it can be added to a trained encoder
+            nn.init.zeros_(self.box_embed[-1].weight)
+            nn.init.zeros_(self.box_embed[-1].bias)
 
     def feature_map(self, features: VisionFeatures) -> torch.Tensor:
         """Refined map ``(B, W, 4h, 4w)`` (``h, w``: the first selected level's grid)."""
@@ -191,6 +203,14 @@ class RegionGPTEncoder(nn.Module):
             out = out.index_copy(0, rows, weights[rows] @ flat[b].T)
         return out / (weights.sum(dim=1, keepdim=True) + self.config.mask_eps)
 
+    def geometry(self, regions: RegionInputs) -> torch.Tensor:
+        """``(R, 6)``: box x0, y0, x1, y1, its area (all relative to the image side ``S``) and the
+        mask's share of the image."""
+        boxes = regions.boxes.to(torch.float32) / self.image_size
+        box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        mask_area = regions.masks.flatten(1).to(torch.float32).mean(dim=1)
+        return torch.cat([boxes, box_area[:, None], mask_area[:, None]], dim=1)
+
     def image_tokens(self, fmap: torch.Tensor) -> torch.Tensor | None:
         grid = self.config.image_token_grid
         if self.patch_merge is None:
@@ -210,7 +230,10 @@ class RegionGPTEncoder(nn.Module):
             tokens = self.image_tokens(fmap)
         if len(regions) == 0:
             return fmap.new_zeros(0, self.config.hidden_size), tokens
-        return self.pool_masks(fmap, regions), tokens
+        pooled = self.pool_masks(fmap, regions)
+        if self.box_embed is not None:
+            pooled = pooled + self.box_embed(self.geometry(regions).to(pooled.dtype))
+        return pooled, tokens
 
 
 def build_region_encoder(config: RegionEncoderConfig, tower: nn.Module) -> nn.Module:

@@ -2,6 +2,7 @@
 
 ```yaml
 model: {preset: tiny-default}          # or {init_from: CHECKPOINT_DIR}; region_config: {...} overrides
+                                        # (with init_from, weights new with the override start fresh)
 data: {train: data/regionworld/train.jsonl, eval: data/regionworld/val.jsonl, max_eval_samples: 256}
 output_dir: runs/default
 seed: 0

@@ -31,9 +31,11 @@ logger = logging.getLogger(__name__)
 
 
 def build_from_recipe(recipe: Recipe) -> tuple[RegionGPTForConditionalGeneration, RegionGPTProcessor]:
+    """The recipe's model (seeded with ``recipe.seed``, so fresh layers start the same) and processor."""
+    set_seed(recipe.seed)
     spec = recipe.model
     if spec.init_from is not None:
-        model = load_checkpoint(spec.init_from)
+        model = load_checkpoint(spec.init_from, region_overrides=spec.region_config)
         tokenizer = AutoTokenizer.from_pretrained(spec.init_from)
     else:
         config = preset_config(spec.preset)
@@ -120,7 +122,6 @@ def run_recipe(recipe: Recipe, resume: bool = False,
     """Train every stage of ``recipe``; returns the final checkpoint directory.
 
     ``built``: a model and processor made by :func:`build_from_recipe` (default: made here)."""
-    set_seed(recipe.seed)
     model, processor = built if built is not None else build_from_recipe(recipe)
     out = Path(recipe.output_dir)
     data = recipe.data

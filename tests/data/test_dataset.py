@@ -51,3 +51,14 @@ def test_skip_invalid_with_no_valid_record_is_an_error(data_with_a_bad_record, t
     only_bad.write_text(lines[1] + "\n")
     with pytest.raises(ValueError, match="no valid record"):
         RegionDataset(only_bad, processor, skip_invalid=True)[0]
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_an_empty_file_is_an_error_naming_it(data_with_a_bad_record, tmp_path, skip_invalid):
+    _, processor = data_with_a_bad_record
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    dataset = RegionDataset(empty, processor, skip_invalid=skip_invalid)
+    assert len(dataset) == 0
+    with pytest.raises(ValueError, match=f"{empty}: the file holds no records"):
+        dataset[0]

@@ -102,3 +102,20 @@ class _Passthrough(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.value
+
+
+def test_box_embedding_starts_as_a_no_op_and_then_tells_equal_looking_regions_apart():
+    torch.manual_seed(0)
+    plain = RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0)
+    with_geometry = RegionEncoderConfig(**{**plain.to_dict(), "box_embedding": True})
+    encoder = RegionGPTEncoder(with_geometry, [4], 4, 64)
+    fmap = torch.ones(1, 4, 8, 8)  # a uniform map: pooling alone cannot tell regions apart
+    small, large = _box_region([0, 0, 16, 16]), _box_region([16, 16, 64, 64])
+    pooled, _ = RegionGPTEncoder(plain, [4], 4, 64)(_features(fmap), small)
+    start, _ = encoder(_features(fmap), small)
+    torch.testing.assert_close(start, pooled)  # zero-initialised output layer
+    torch.testing.assert_close(encoder.geometry(large), torch.tensor([[0.25, 0.25, 1.0, 1.0, 0.5625, 0.5625]]))
+    torch.nn.init.normal_(encoder.box_embed[-1].weight)
+    a, _ = encoder(_features(fmap), small)
+    b, _ = encoder(_features(fmap), large)
+    assert (a - b).abs().max() > 1e-3

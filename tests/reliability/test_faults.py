@@ -245,8 +245,34 @@ def test_converted_weights_that_fail_midway_leave_the_old_output(saved, monkeypa
     assert _digest(out) == before and _leftovers(out.parent, out.name) == []
 
 
-def test_a_failure_between_the_two_renames_keeps_a_checkpoint_at_the_path(saved, monkeypatch):
+def test_replacing_a_checkpoint_is_one_atomic_exchange(saved, monkeypatch):
+    from regiongpt import atomic
+
     model, processor, out = saved
+    exchanges = []
+    real_exchange = atomic.exchange_paths
+
+    def spy(a, b):
+        exchanges.append(real_exchange(a, b))
+        return exchanges[-1]
+
+    monkeypatch.setattr(atomic, "exchange_paths", spy)
+    monkeypatch.setattr(atomic.os, "replace", lambda *a: pytest.fail("no rename expected with an exchange"))
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.startswith("region_projector")).add_(1.0)
+    before = _digest(out)
+    save_checkpoint(model, out, tokenizer=processor.tokenizer)
+    assert exchanges == [True]
+    assert _digest(out)["model.safetensors"] != before["model.safetensors"]
+    assert _leftovers(out.parent, out.name) == []
+    load_checkpoint(out)
+
+
+def test_a_failure_between_the_two_renames_keeps_a_checkpoint_at_the_path(saved, monkeypatch):
+    from regiongpt import atomic
+
+    model, processor, out = saved
+    monkeypatch.setattr(atomic, "exchange_paths", lambda a, b: False)  # systems without renameat2
     real_replace = os.replace
     calls = []
 

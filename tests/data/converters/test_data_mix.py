@@ -69,3 +69,22 @@ def test_mix_validation(tmp_path, text, message):
     _source(tmp_path, "coco", 2)
     with pytest.raises(ValueError, match=message):
         load_mix(_mix_file(tmp_path, text))
+
+
+def test_mix_rewrites_image_and_mask_paths_relative_to_the_output(tmp_path):
+    for name in ("world", "photos"):
+        (tmp_path / name).mkdir()
+        record = {"id": f"{name}-0", "image": "images/0.png", "regions": [{"mask": "masks/0.png"}, {"box": [0, 0, 1, 1]}],
+                  "conversations": [{"from": "human", "value": "q <region1> <region2>"}, {"from": "gpt", "value": "a"}]}  # fmt: skip
+        write_jsonl(tmp_path / name / "train.jsonl", [record])
+    mix = _mix_file(tmp_path, "- {path: world/train.jsonl, name: world}\n- {path: photos/train.jsonl, name: photos}\n")
+    write_mix(mix, tmp_path / "mixed" / "train.jsonl", shuffle=False)
+    records = list(read_jsonl(tmp_path / "mixed" / "train.jsonl"))
+    assert [(r.image, r.regions[0]["mask"]) for r in records] == [
+        ("../world/images/0.png", "../world/masks/0.png"),
+        ("../photos/images/0.png", "../photos/masks/0.png"),
+    ]
+    assert records[0].regions[1] == {"box": [0, 0, 1, 1]}
+    # written next to a source, that source's paths stay as they were
+    write_mix(mix, tmp_path / "world" / "mixed.jsonl", shuffle=False)
+    assert [r.image for r in read_jsonl(tmp_path / "world" / "mixed.jsonl")] == ["images/0.png", "../photos/images/0.png"]
