@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import itertools
 import re
 from collections.abc import Sequence
@@ -159,8 +161,10 @@ class RegionGPTProcessor:
     """Tokenizer + image preprocessor + placeholder expansion, configured from a model config."""
 
     def __init__(self, tokenizer, image_processor: ImagePreprocessor, num_image_tokens: int,
-                 system_prompt: str, image_token: str = "<image>", region_token: str = "<region>") -> None:
+                 system_prompt: str, image_token: str = "<image>", region_token: str = "<region>",
+                 stop_strings: Sequence[str] = ()) -> None:
         self.tokenizer = tokenizer
+        self.stop_strings = [s for s in stop_strings if s]
         self.image_processor = image_processor
         self.num_image_tokens = num_image_tokens
         self.system_prompt = system_prompt
@@ -186,7 +190,7 @@ class RegionGPTProcessor:
         mean, std = image_normalization(config)
         image_processor = ImagePreprocessor(config.image_size, mean, std, config.image_resize)
         processor = cls(tokenizer, image_processor, config.num_image_tokens, config.system_prompt,
-                        config.image_token, config.region_token)
+                        config.image_token, config.region_token, getattr(config, "stop_strings", ()))
         config.image_token_id, config.region_token_id = processor.image_token_id, processor.region_token_id
         return processor
 
@@ -297,4 +301,21 @@ class RegionGPTProcessor:
         return self.collate(samples, padding_side)
 
     def decode(self, token_ids: torch.Tensor | Sequence[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+        """The answer text, cut at the first stop string (the model's end marker, if it has one)."""
+        text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        for stop in self.stop_strings:
+            text = text.split(stop, 1)[0]
+        return text.strip()
+
+    @functools.cached_property
+    def stop_token_ids(self) -> list[int]:
+        """Ids of vocabulary tokens that spell a stop string (surrounding spaces aside): generation
+        ends on them like on the end-of-sequence token. Empty without stop strings."""
+        if not self.stop_strings:
+            return []
+        wanted = set(self.stop_strings)
+        return sorted(
+            token_id
+            for token, token_id in self.tokenizer.get_vocab().items()
+            if self.tokenizer.convert_tokens_to_string([token]).strip() in wanted
+        )

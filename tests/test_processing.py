@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from regiongpt.processing import IGNORE_INDEX, ImagePreprocessor, expand_region_tags
+from regiongpt.processing import IGNORE_INDEX, ImagePreprocessor, RegionGPTProcessor, expand_region_tags
 from regiongpt.regions import Box
 
 
@@ -86,3 +86,21 @@ def test_pad_transform_keeps_boxes_on_the_same_pixels():
     boxes, masks = processor.region_tensors([Box(40, 10, 60, 20)], (200, 50), transform)
     assert masks[0].sum() == pytest.approx(10 * 5, abs=10)
     assert masks[0, 45, 25] == 1 and masks[0, 10, 10] == 0
+
+
+def test_stop_strings_cut_answers_and_end_generation(tiny_factory, tokenizer):
+    from regiongpt.api import RegionGPT
+
+    model, _ = tiny_factory()
+    model.config.stop_strings = ["###"]
+    processor = RegionGPTProcessor.from_config(model.config, tokenizer)
+    stop_ids = processor.stop_token_ids
+    assert stop_ids and all(tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(i)]).strip() == "###"
+                            for i in stop_ids)  # fmt: skip
+    text_ids = tokenizer("a red circle", add_special_tokens=False)["input_ids"]
+    assert processor.decode(text_ids + [stop_ids[0]] + text_ids) == "a red circle"
+    assert processor.decode(tokenizer("a red### Human: next", add_special_tokens=False)["input_ids"]) == "a red"
+    kwargs = RegionGPT(model, processor)._generate_kwargs(8, 0.0)
+    assert kwargs["eos_token_id"] == [tokenizer.eos_token_id, *stop_ids]
+    plain = RegionGPTProcessor.from_config(tiny_factory()[0].config, tokenizer)
+    assert plain.stop_token_ids == [] and plain.decode(text_ids + [stop_ids[0]]) == "a red circle###"

@@ -228,6 +228,7 @@ def convert_gpt4roi(
         region_token="<bbox>",
         system_prompt=LLAVA_SYSTEM,
         pretrained_parts=parts,
+        stop_strings=["###"],  # GPT4RoI ends its answers with the next "###" turn marker
     )
     RegionGPTProcessor.from_config(config, tokenizer)  # placeholders are GPT4RoI's own tokens: nothing added
     model = meta_model(config)

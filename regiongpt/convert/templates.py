@@ -24,7 +24,8 @@ VICUNA_V1_TEMPLATE = (
 
 #: GPT4RoI (LLaVA v0 ``###`` format, ``mm_use_im_start_end``): ``<s>SYSTEM\n\n### Human: The
 #: <im_start><im_patch>*256<im_end> provides an overview of the picture.\nQ\n### Assistant: A\n``.
-#: The model ends answers with ``###`` rather than ``</s>``: stop generation on that string.
+#: The model ends answers with ``###`` rather than ``</s>``: the converted config's ``stop_strings``
+#: makes generation stop there and cuts the answer before it.
 GPT4ROI_V0_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"

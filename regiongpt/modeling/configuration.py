@@ -147,6 +147,7 @@ class RegionGPTConfig(PretrainedConfig):
         pretrained_parts: dict[str, str] | None = None,
         lora: dict[str, Any] | None = None,
         freeze_vision_tower: bool = True,
+        stop_strings: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(vision_config, dict):
@@ -171,6 +172,7 @@ class RegionGPTConfig(PretrainedConfig):
         self.pretrained_parts = dict(pretrained_parts or {})
         self.lora = lora
         self.freeze_vision_tower = freeze_vision_tower
+        self.stop_strings = list(stop_strings or [])  # answers end there too (e.g. GPT4RoI's "###")
         super().__init__(**kwargs)
 
     @property

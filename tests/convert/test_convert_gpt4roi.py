@@ -119,6 +119,8 @@ def test_full_model_reproduces_gpt4roi_forward(converted):
     where = (ids[0] == patch).nonzero().flatten()
     assert len(where) == 16 and ids[0, where[0] - 1] == start and ids[0, where[-1] + 1] == end
     assert (ids == bbox).sum() == 2 and engine.model.config.region_token_id == bbox
+    assert engine.model.config.stop_strings == ["###"]  # GPT4RoI's answers end at the next turn marker
+    assert engine.processor.stop_strings == ["###"]  # (cutting at it: tests/test_processing.py)
 
     w = files.finetuned
     with torch.no_grad():
