@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import functools
-
 import itertools
 import re
 from collections.abc import Sequence
