@@ -10,7 +10,8 @@ an error) leaves the previous directory in ``.NAME.old.*/previous`` beside the p
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import errno
+import functools
 import os
 import shutil
 import sys
@@ -55,22 +56,32 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     fsync_path(path.parent)
 
 
+@functools.cache
+def _renameat2():
+    """libc's ``renameat2`` (glibc 2.28+), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    except OSError:
+        return None
+
+
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM}  # EPERM: a seccomp filter
+
+
 def exchange_paths(a: Path, b: Path) -> bool:
     """Swap two existing paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
     system or file system cannot, and nothing was changed."""
-    if not sys.platform.startswith("linux"):
+    renameat2 = _renameat2()
+    if renameat2 is None:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:  # glibc before 2.28, other C libraries
-        return False
-    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if result == 0:
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
-    error = ctypes.get_errno()
-    if error in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
         return False
-    raise OSError(error, os.strerror(error), str(b))
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def replace_directory(built: Path, target: Path) -> None:

@@ -312,9 +312,10 @@ class RegionGPTProcessor:
         ends on them like on the end-of-sequence token. Empty without stop strings."""
         if not self.stop_strings:
             return []
-        wanted = set(self.stop_strings)
+        wanted = {stop.strip() for stop in self.stop_strings}
         return sorted(
             token_id
             for token, token_id in self.tokenizer.get_vocab().items()
-            if self.tokenizer.convert_tokens_to_string([token]).strip() in wanted
+            if any(stop in token or not stop.isascii() for stop in wanted)  # cheap filter before decoding
+            and self.tokenizer.convert_tokens_to_string([token]).strip() in wanted
         )

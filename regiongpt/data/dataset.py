@@ -49,6 +49,8 @@ class RegionDataset(Dataset):
                 offset += len(line)
                 if max_samples is not None and len(self.offsets) >= max_samples:
                     break
+        if not self.offsets:
+            raise DataError(f"{self.path}: the file holds no records")
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -64,8 +66,6 @@ class RegionDataset(Dataset):
             raise DataError(f"{self.path}:{number}: {error}") from None
 
     def __getitem__(self, index: int) -> EncodedSample:
-        if not self.offsets:
-            raise DataError(f"{self.path}: the file holds no records")
         if not self.skip_invalid:
             return self.encode(index)
         for step in range(len(self)):

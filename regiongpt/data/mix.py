@@ -9,9 +9,11 @@ A mix file is YAML, either a list of sources or a mapping with ``datasets`` (plu
       - {path: refcocog_caption.jsonl, count: 20000}           # exactly 20000 records
       - {path: vcr.jsonl, ratio: 2}                            # every record twice
 
-Paths are relative to the mix file. Image and mask paths in the records are rewritten relative to
-the output file's folder (where training looks for them), so sources may live in different
-folders. ``ratio`` scales the file's record count (above 1:
+Paths are relative to the mix file. Records keep their image and mask paths as they are (for
+converted data sets trained with ``data.root``), unless a source gives ``root``: the folder its
+paths are relative to (e.g. the JSONL's own folder); then they are rewritten relative to the
+output file's folder, so sources from different folders mix into one file that trains without
+``data.root``. Absolute paths stay absolute. ``ratio`` scales the file's record count (above 1:
 whole copies plus a random rest), ``count`` asks for an exact number, neither means every
 record once. Sampling is deterministic: the same seed gives the same output, and a source's
 sample does not change when other sources are added. Output ids are ``name/id`` (``#k`` added
@@ -34,7 +36,7 @@ import yaml
 
 from regiongpt.data.format import Record, read_jsonl, write_jsonl
 
-SOURCE_KEYS = ("path", "ratio", "count", "name")
+SOURCE_KEYS = ("path", "ratio", "count", "name", "root")
 MIX_KEYS = ("datasets", "seed", "shuffle")
 
 
@@ -46,6 +48,7 @@ class MixSource:
     name: str
     ratio: float | None = None
     count: int | None = None
+    root: Path | None = None  # the folder image/mask paths are relative to; None: leave them as they are
 
     def target(self, size: int) -> int:
         """How many records to draw from a file of ``size`` records."""
@@ -88,7 +91,11 @@ def _source(entry: Any, index: int, base: Path, where: str) -> MixSource:
     name = entry.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ValueError(f"{here}: 'name' must be a non-empty string, got {name!r:.40}")
-    return MixSource(path, name, None if ratio is None else float(ratio), count)
+    root = entry.get("root")
+    if root is not None and (not isinstance(root, str) or not (base / root).is_dir()):
+        raise ValueError(f"{here}: 'root' must be an existing folder, got {root!r:.60}")
+    return MixSource(path, name, None if ratio is None else float(ratio), count,
+                     None if root is None else base / root)
 
 
 def load_mix(path: str | Path) -> MixSpec:
@@ -121,14 +128,14 @@ def load_mix(path: str | Path) -> MixSpec:
     return MixSpec(sources, seed, shuffle)
 
 
-def _rebased(record: Record, source_root: Path, out_root: Path | None) -> Record:
-    """``record`` with its image and mask file paths relative to ``out_root`` instead of
-    ``source_root`` (unchanged when ``out_root`` is None or the folders are the same)."""
-    if out_root is None or source_root.resolve() == out_root.resolve():
-        return record
+def _rebased(record: Record, source_root: Path, out_root: Path) -> Record:
+    """``record`` with its relative image and mask paths (relative to the resolved ``source_root``)
+    made relative to the resolved ``out_root``."""
 
     def rebase(path: str) -> str:
-        return Path(os.path.relpath(source_root.resolve() / path, out_root.resolve())).as_posix()
+        if Path(path).is_absolute():
+            return path
+        return Path(os.path.relpath(source_root / path, out_root)).as_posix()
 
     regions = [{**r, "mask": rebase(r["mask"])} if isinstance(r.get("mask"), str) else r for r in record.regions]
     return dataclasses.replace(record, image=rebase(record.image), regions=regions)
@@ -144,8 +151,11 @@ def _draw(source: MixSource, seed: int, out_root: Path | None = None) -> Iterato
     full, rest = divmod(target, size)
     rng = random.Random(f"{seed}:{source.name}")
     extra = set(rng.sample(range(size), rest))
+    rebase = source.root is not None and out_root is not None and source.root.resolve() != out_root.resolve()
+    roots = (source.root.resolve(), out_root.resolve()) if rebase else None
     for index, record in enumerate(read_jsonl(source.path)):
-        record = _rebased(record, source.path.parent, out_root)
+        if roots is not None:
+            record = _rebased(record, *roots)
         for copy in range(full + (index in extra)):
             suffix = f"#{copy}" if copy else ""
             meta = {**record.meta, "mix": source.name}
@@ -154,7 +164,8 @@ def _draw(source: MixSource, seed: int, out_root: Path | None = None) -> Iterato
 
 def mix_records(spec: MixSpec, out_root: Path | None = None) -> tuple[list[Record], dict[str, int]]:
     """The mixed records (shuffled with ``spec.seed`` when ``spec.shuffle``) and the count
-    drawn from each source. With ``out_root``, file paths are rewritten relative to it."""
+    drawn from each source. With ``out_root``, the paths of sources that give a ``root`` are
+    rewritten relative to it."""
     records: list[Record] = []
     counts: dict[str, int] = {}
     for source in spec.sources:

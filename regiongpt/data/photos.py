@@ -3,8 +3,8 @@
 The photos are the ones that ship inside PyPI packages (scikit-image, scikit-learn, matplotlib),
 so the data set builds offline. Each photo gets random boxes; EfficientNet-Lite0 classifies each
 crop, and a box whose top-1 ImageNet label has softmax probability >= ``min_confidence`` becomes
-a ``category`` sample answered with that label (underscores and case as in torchvision's class
-names, e.g. ``"tabby"``, ``"espresso"``). Boxes are split into train and test at random, so the
+a ``category`` sample answered with that label (torchvision's ImageNet class names as they are,
+e.g. ``"Egyptian cat"``, ``"espresso"``). Boxes are split into train and test at random, so the
 test split holds boxes the model never saw, on photos it did see: it measures agreement with the
 teacher on new regions of known photos, not recognition of new photos. Labels the teacher gave
 fewer than ``min_label_count`` training boxes are dropped from both splits as noise.
@@ -161,10 +161,11 @@ def build_photo_regions(
     bar = tqdm(
         total=len(images) * config.boxes_per_photo, desc="labelling crops", unit="box", disable=not progress
     )
-    for photo_index, (name, image) in enumerate(sorted(images.items())):
+    order = sorted(PHOTO_SOURCES)  # a photo's boxes do not depend on which others are chosen
+    for name, image in sorted(images.items()):
         image_file = f"images/{name}.png"
         image.save(out / image_file)
-        rng = np.random.default_rng([seed, photo_index])
+        rng = np.random.default_rng([seed, order.index(name)])
         for k, box in enumerate(random_boxes(image.width, image.height, config.boxes_per_photo, config, rng)):
             drawn += 1
             bar.update()
@@ -188,6 +189,9 @@ def build_photo_regions(
                 )
             )
     bar.close()
+    for stale in (out / "images").glob("*.png"):  # photos of an earlier run with other --photos
+        if stale.stem not in images:
+            stale.unlink()
     counts = Counter(r.regions[0]["label"] for r in splits["train"])
     frequent = {label for label, n in counts.items() if n >= config.min_label_count}
     splits = {

@@ -37,6 +37,8 @@ def imagenet_categories() -> list[str]:
 class ImageNetLabeler:
     """EfficientNet-Lite0's top-k ImageNet labels with softmax scores for an image."""
 
+    name = CLASSIFIER_SOURCE
+
     def __init__(self, device: str = "cpu") -> None:
         from regiongpt.modeling.checkpoint import load_vision_tower
         from regiongpt.modeling.configuration import preset_config

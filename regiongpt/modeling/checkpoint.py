@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from regiongpt.atomic import replace_directory
-from regiongpt.modeling.configuration import RegionEncoderConfig, RegionGPTConfig
+from regiongpt.modeling.configuration import RegionGPTConfig
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 from regiongpt.modeling.pretrained import efficientnet_lite0_weights, load_language_model
+from regiongpt.modeling.region_encoders import build_region_encoder
 from regiongpt.modeling.vision import EfficientNetLiteTower, HFVisionTower, build_vision_tower
 
 logger = logging.getLogger(__name__)
@@ -52,14 +53,18 @@ def apply_lora(model: RegionGPTForConditionalGeneration, lora: dict) -> None:
     model.config.lora = dict(lora)
 
 
-def build_model(config: RegionGPTConfig, dtype: torch.dtype = torch.float32) -> RegionGPTForConditionalGeneration:
+def build_model(
+    config: RegionGPTConfig, dtype: torch.dtype = torch.float32
+) -> RegionGPTForConditionalGeneration:
     """A model for ``config``: pretrained parts loaded, everything else freshly initialised."""
     parts = config.pretrained_parts
     unknown = sorted(set(parts) - {"vision_tower", "language_model"})
     if unknown:
         raise ValueError(f"pretrained_parts may name vision_tower and language_model, got {unknown}")
     tower = load_vision_tower(config, parts.get("vision_tower")) if "vision_tower" in parts else None
-    language_model = load_language_model(parts["language_model"], dtype) if "language_model" in parts else None
+    language_model = (
+        load_language_model(parts["language_model"], dtype) if "language_model" in parts else None
+    )
     model = RegionGPTForConditionalGeneration(config, vision_tower=tower, language_model=language_model)
     if config.lora:
         lora = config.lora
@@ -72,8 +77,9 @@ def _from_pretrained_part(key: str, parts: dict[str, str]) -> bool:
     return key.split(".", 1)[0] in parts and "lora_" not in key
 
 
-def checkpoint_state(model: RegionGPTForConditionalGeneration,
-                     state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def checkpoint_state(
+    model: RegionGPTForConditionalGeneration, state_dict: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """The weights a checkpoint stores: all but the frozen pretrained parts; shared tensors once.
 
     ``state_dict``: an already gathered state dict (e.g. from FSDP/DeepSpeed); default the model's,
@@ -104,8 +110,12 @@ def _kept(state_dict: dict[str, torch.Tensor], parts: dict[str, str]) -> dict[st
     return state
 
 
-def save_checkpoint(model: RegionGPTForConditionalGeneration, out_dir: str | Path, tokenizer=None,
-                    state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    model: RegionGPTForConditionalGeneration,
+    out_dir: str | Path,
+    tokenizer=None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write ``config.json``, ``model.safetensors`` (and the tokenizer) atomically into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -125,31 +135,51 @@ def save_checkpoint(model: RegionGPTForConditionalGeneration, out_dir: str | Pat
     return out_dir
 
 
-def load_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32,
-                    region_overrides: dict | None = None) -> RegionGPTForConditionalGeneration:
+def load_checkpoint(
+    path: str | Path, dtype: torch.dtype = torch.float32, region_overrides: dict | None = None
+) -> RegionGPTForConditionalGeneration:
     """Load a checkpoint directory written by :func:`save_checkpoint`.
 
     ``region_overrides`` changes the saved region encoder settings first (e.g. ``{"box_embedding":
-    True}`` to extend a trained model); weights the changed encoder has and the checkpoint lacks
-    keep their initialisation and are logged. Without overrides a missing weight is an error."""
+    True}`` to extend a trained model): region encoder weights that exist only with the change keep
+    their initialisation (logged); any other missing weight, or one whose shape the change alters,
+    is a ValueError."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a regiongpt checkpoint (no config.json)")
     if not (path / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"{path} has no {WEIGHTS_NAME}")
     config = RegionGPTConfig.from_pretrained(path)
-    if region_overrides:
-        config.region_config = RegionEncoderConfig.from_dict({**config.region_config, **region_overrides}).to_dict()
+    saved_region = config.region
+    config.override_region(region_overrides or {})
     model = build_model(config, dtype)
     state = load_file(str(path / WEIGHTS_NAME))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shapes differ: the override changed a trained layer
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(
+            f"{path}: weights do not fit the model{' with ' + str(region_overrides) if region_overrides else ''}: {first}"
+        ) from None
     if unexpected:
         raise ValueError(f"{path / WEIGHTS_NAME} holds weights this model does not have: {unexpected[:5]}")
-    expected = set(checkpoint_state(model))
-    really_missing = sorted(set(missing) & expected)
-    if really_missing and region_overrides:
-        logger.warning("%s: %d weights new with %s keep their initialisation: %s", path, len(really_missing),
-                       region_overrides, really_missing[:5])
-    elif really_missing:
-        raise ValueError(f"{path / WEIGHTS_NAME} lacks weights: {really_missing[:5]} ({len(really_missing)} in all)")
+    new = set()
+    if region_overrides:
+        before = build_region_encoder(saved_region, model.vision_tower).state_dict()
+        new = {f"region_encoder.{key}" for key in model.region_encoder.state_dict()} - {
+            f"region_encoder.{key}" for key in before
+        }
+    really_missing = sorted(set(missing) & set(checkpoint_state(model)))
+    fresh = [key for key in really_missing if key in new]
+    if fresh:
+        logger.warning(
+            "%s: %d weights new with %s keep their initialisation: %s",
+            path,
+            len(fresh),
+            region_overrides,
+            fresh[:5],
+        )
+    lacking = [key for key in really_missing if key not in new]
+    if lacking:
+        raise ValueError(f"{path / WEIGHTS_NAME} lacks weights: {lacking[:5]} ({len(lacking)} in all)")
     return model.to(dtype).eval()

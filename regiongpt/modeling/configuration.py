@@ -89,6 +89,8 @@ class RegionEncoderConfig:
             raise ValueError("feature_levels must name at least one feature map")
         if self.image_token_grid < 0:
             raise ValueError(f"image_token_grid must be >= 0, got {self.image_token_grid}")
+        if self.box_embedding and self.type != "regiongpt":
+            raise ValueError("box_embedding is an option of the regiongpt encoder; gpt4roi always embeds its boxes")
         if self.reduction not in ("flatten", "pool"):
             raise ValueError(f"reduction must be 'flatten' or 'pool', got {self.reduction!r}")
         if self.image_token_source not in ("encoder", "tower"):
@@ -178,6 +180,11 @@ class RegionGPTConfig(PretrainedConfig):
     @property
     def region(self) -> RegionEncoderConfig:
         return RegionEncoderConfig.from_dict(self.region_config)
+
+    def override_region(self, overrides: dict[str, Any]) -> None:
+        """Change region encoder settings in place (validated: a bad value is a ValueError)."""
+        if overrides:
+            self.region_config = RegionEncoderConfig.from_dict({**self.region_config, **overrides}).to_dict()
 
     @property
     def image_size(self) -> int:

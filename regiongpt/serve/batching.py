@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -75,17 +75,27 @@ class _RowLimits(StoppingCriteria):
 
 class _CallbackStreamer(TextStreamer):
     """Hands finalized text pieces to ``emit``, stripped like the final answer (no leading or
-    trailing whitespace), so the pieces join to exactly the non-streamed text."""
+    trailing whitespace) and cut at the first of ``stops``, so the pieces join to exactly the
+    non-streamed text. Text that may be the start of a stop string is held back until it is not."""
 
-    def __init__(self, tokenizer, emit: Callable[[str], None]) -> None:
+    def __init__(self, tokenizer, emit: Callable[[str], None], stops: Sequence[str] = ()) -> None:
         super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
         self.emit, self.started, self.held = emit, False, ""
+        self.stops, self.stopped = [s for s in stops if s], False
 
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if self.stopped:
+            return
         text = self.held + text
         if not self.started:
             text = text.lstrip()
+        cuts = [text.find(stop) for stop in self.stops if stop in text]
+        if cuts:
+            text, self.stopped = text[: min(cuts)], True
         body = text.rstrip()
+        if not self.stopped and not stream_end:  # hold back a possible start of a stop string
+            partial = max((k for stop in self.stops for k in range(1, len(stop)) if body.endswith(stop[:k])), default=0)
+            body = body[: len(body) - partial].rstrip()
         self.held = text[len(body) :]
         if body:
             self.started = True
@@ -106,18 +116,18 @@ def run_group(engine: RegionGPT, jobs: list[Job], streamer: Optional[TextStreame
     batch["image_index"] = image_of
     batch = {name: value.to(engine.device) for name, value in batch.items()}
     limits = [job.sampling.max_tokens for job in jobs]
+    eos = tokenizer.eos_token_id
+    eos_ids = {*(eos if isinstance(eos, list) else [eos]), *processor.stop_token_ids}  # + e.g. GPT4RoI's "###"
     with torch.inference_mode():
         out = engine.model.generate(
             **batch,
             max_new_tokens=max(limits),
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=sorted(eos_ids) if len(eos_ids) > 1 else eos,
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([_RowLimits(limits, [job.cancelled for job in jobs])]),
             **jobs[0].sampling.kwargs(),
         )
-    eos = tokenizer.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos])
     results = []
     for row, job, limit in zip(out.tolist(), jobs, limits):
         row = row[:limit]
@@ -212,7 +222,9 @@ class Batcher:
             if jobs[0].stream is not None:
                 job = jobs[0]
                 streamer = _CallbackStreamer(
-                    self.engine.processor.tokenizer, lambda text, job=job: self._event(job, "text", text)
+                    self.engine.processor.tokenizer,
+                    lambda text, job=job: self._event(job, "text", text),
+                    self.engine.processor.stop_strings,
                 )
             for job in jobs:
                 self._event(job, "start")

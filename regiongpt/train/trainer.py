@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
 from regiongpt.data.dataset import Collator, RegionDataset
 from regiongpt.modeling.checkpoint import apply_lora, build_model, load_checkpoint, save_checkpoint
-from regiongpt.modeling.configuration import RegionEncoderConfig, preset_config
+from regiongpt.modeling.configuration import preset_config
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 from regiongpt.modeling.pretrained import load_tokenizer
 from regiongpt.processing import RegionGPTProcessor
@@ -39,8 +39,7 @@ def build_from_recipe(recipe: Recipe) -> tuple[RegionGPTForConditionalGeneration
         tokenizer = AutoTokenizer.from_pretrained(spec.init_from)
     else:
         config = preset_config(spec.preset)
-        if spec.region_config:
-            config.region_config = RegionEncoderConfig.from_dict({**config.region_config, **spec.region_config}).to_dict()
+        config.override_region(spec.region_config)
         if spec.system_prompt is not None:
             config.system_prompt = spec.system_prompt
         config.pretrained_parts = {**config.pretrained_parts, **spec.pretrained_parts}
@@ -131,6 +130,11 @@ def run_recipe(recipe: Recipe, resume: bool = False,
         RegionDataset(data.eval, processor, data.root, data.max_eval_samples, skip_invalid=data.skip_invalid)
         if recipe.data.eval else None
     )
+    stage_sets = {  # every stage's data opened up front: a missing file fails before any training
+        stage.name: RegionDataset(stage.train, processor, data.root, data.max_train_samples, data.augment,
+                                  recipe.seed, data.skip_invalid) if stage.train else train_set
+        for stage in recipe.stages
+    }  # fmt: skip
     final = out / "final"
     for stage in recipe.stages:
         stage_dir = out / stage.name
@@ -145,12 +149,7 @@ def run_recipe(recipe: Recipe, resume: bool = False,
         args = training_arguments(spec, stage_dir, recipe.seed, eval_set is not None)
         if spec.gradient_checkpointing:
             model.language_model.config.use_cache = False
-        stage_set = (
-            RegionDataset(stage.train, processor, data.root, data.max_train_samples, data.augment, recipe.seed,
-                          data.skip_invalid)
-            if stage.train else train_set
-        )
-        trainer = Trainer(model=model, args=args, train_dataset=stage_set, eval_dataset=eval_set,
+        trainer = Trainer(model=model, args=args, train_dataset=stage_sets[stage.name], eval_dataset=eval_set,
                           data_collator=Collator(processor), processing_class=processor.tokenizer)
         checkpoint = last_complete_checkpoint(stage_dir) if resume else None
         result = trainer.train(resume_from_checkpoint=checkpoint)

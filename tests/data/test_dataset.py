@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from regiongpt.data.converters.base import region_turns
-from regiongpt.data.dataset import RegionDataset
+from regiongpt.data.dataset import DataError, RegionDataset
 from regiongpt.data.format import write_jsonl
 from regiongpt.tasks import Task
 
@@ -58,7 +58,5 @@ def test_an_empty_file_is_an_error_naming_it(data_with_a_bad_record, tmp_path, s
     _, processor = data_with_a_bad_record
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    dataset = RegionDataset(empty, processor, skip_invalid=skip_invalid)
-    assert len(dataset) == 0
-    with pytest.raises(ValueError, match=f"{empty}: the file holds no records"):
-        dataset[0]
+    with pytest.raises(DataError, match=f"{empty}: the file holds no records"):
+        RegionDataset(empty, processor, skip_invalid=skip_invalid)

@@ -106,6 +106,28 @@ def test_save_and_load_give_identical_logits(tiny_factory, rgb_image, tmp_path):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary files left behind"
 
 
+def test_region_overrides_extend_a_checkpoint_and_refuse_what_does_not_fit(tiny_factory, rgb_image, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from regiongpt.modeling.checkpoint import load_checkpoint
+
+    model, processor = tiny_factory()
+    batch = processor([CONV], [rgb_image], [BOXES])
+    model.save_pretrained(tmp_path / "ckpt")
+    extended = load_checkpoint(tmp_path / "ckpt", region_overrides={"box_embedding": True})
+    assert extended.config.region.box_embedding and extended.region_encoder.box_embed is not None
+    with torch.no_grad():  # the new embedding starts at zero: same answers as before
+        torch.testing.assert_close(extended(**batch).logits, model(**batch).logits)
+    with pytest.raises(ValueError, match=r"weights do not fit the model with \{'hidden_size': 16\}"):
+        load_checkpoint(tmp_path / "ckpt", region_overrides={"hidden_size": 16})
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    state = load_file(str(weights))
+    lost = next(k for k in state if k.startswith("region_encoder."))
+    save_file({k: v for k, v in state.items() if k != lost}, str(weights))
+    with pytest.raises(ValueError, match=f"lacks weights: \\['{lost}'\\]"):  # an override excuses only its own new weights
+        load_checkpoint(tmp_path / "ckpt", region_overrides={"box_embedding": True})
+
+
 @pytest.mark.parametrize("name", ["gpt4roi", "regiongpt"])
 def test_7b_presets_build_on_meta_device(name):
     config = preset_config(name)

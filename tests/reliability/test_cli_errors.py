@@ -136,6 +136,7 @@ def tiny_run(tiny_factory, tmp_path, rgb_image):
               "conversations": region_turns(Task.BRIEF, ["a red box"])}  # fmt: skip
     write_jsonl(tmp_path / "train.jsonl", [{**record, "id": str(k)} for k in range(2)])
     write_jsonl(tmp_path / "bad.jsonl", [{**record, "id": "x", "image": "missing.png"}])
+    (tmp_path / "empty.jsonl").write_text("")
     return tmp_path
 
 
@@ -203,6 +204,7 @@ TRAIN_RUN_CASES = {
     "data file missing": ({"data__train": "{root}/missing.jsonl"}, "data file not found"),
     "init_from missing": ({"model__init_from": "{root}/no-model"}, "no-model"),
     "malformed record": ({"data__train": "{root}/bad.jsonl"}, "bad.jsonl:1"),
+    "empty data file": ({"data__train": "{root}/empty.jsonl"}, "empty.jsonl: the file holds no records"),
 }
 
 

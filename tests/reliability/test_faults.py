@@ -257,12 +257,16 @@ def test_replacing_a_checkpoint_is_one_atomic_exchange(saved, monkeypatch):
         return exchanges[-1]
 
     monkeypatch.setattr(atomic, "exchange_paths", spy)
-    monkeypatch.setattr(atomic.os, "replace", lambda *a: pytest.fail("no rename expected with an exchange"))
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda *a: renames.append(a) or real_replace(*a))
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if n.startswith("region_projector")).add_(1.0)
     before = _digest(out)
     save_checkpoint(model, out, tokenizer=processor.tokenizer)
-    assert exchanges == [True]
+    if exchanges == [False]:
+        pytest.skip("this system or file system has no atomic exchange (renameat2)")
+    assert exchanges == [True] and renames == []
     assert _digest(out)["model.safetensors"] != before["model.safetensors"]
     assert _leftovers(out.parent, out.name) == []
     load_checkpoint(out)

@@ -71,20 +71,40 @@ def test_mix_validation(tmp_path, text, message):
         load_mix(_mix_file(tmp_path, text))
 
 
-def test_mix_rewrites_image_and_mask_paths_relative_to_the_output(tmp_path):
-    for name in ("world", "photos"):
+def test_mix_rewrites_paths_of_sources_with_a_root_relative_to_the_output(tmp_path):
+    for name in ("world", "photos", "converted"):
         (tmp_path / name).mkdir()
         record = {"id": f"{name}-0", "image": "images/0.png", "regions": [{"mask": "masks/0.png"}, {"box": [0, 0, 1, 1]}],
                   "conversations": [{"from": "human", "value": "q <region1> <region2>"}, {"from": "gpt", "value": "a"}]}  # fmt: skip
-        write_jsonl(tmp_path / name / "train.jsonl", [record])
-    mix = _mix_file(tmp_path, "- {path: world/train.jsonl, name: world}\n- {path: photos/train.jsonl, name: photos}\n")
+        absolute = {**record, "id": f"{name}-1", "image": str(tmp_path / "elsewhere.png")}
+        write_jsonl(tmp_path / name / "train.jsonl", [record, absolute])
+    mix = _mix_file(
+        tmp_path,
+        "- {path: world/train.jsonl, name: world, root: world, ratio: 2}\n"
+        "- {path: photos/train.jsonl, name: photos, root: photos}\n"
+        "- {path: converted/train.jsonl, name: converted}\n",  # paths relative to a training data.root
+    )
     write_mix(mix, tmp_path / "mixed" / "train.jsonl", shuffle=False)
     records = list(read_jsonl(tmp_path / "mixed" / "train.jsonl"))
-    assert [(r.image, r.regions[0]["mask"]) for r in records] == [
-        ("../world/images/0.png", "../world/masks/0.png"),
-        ("../photos/images/0.png", "../photos/masks/0.png"),
+    assert [(r.id, r.image, r.regions[0]["mask"]) for r in records] == [
+        ("world/world-0", "../world/images/0.png", "../world/masks/0.png"),
+        ("world/world-0#1", "../world/images/0.png", "../world/masks/0.png"),
+        ("world/world-1", str(tmp_path / "elsewhere.png"), "../world/masks/0.png"),
+        ("world/world-1#1", str(tmp_path / "elsewhere.png"), "../world/masks/0.png"),
+        ("photos/photos-0", "../photos/images/0.png", "../photos/masks/0.png"),
+        ("photos/photos-1", str(tmp_path / "elsewhere.png"), "../photos/masks/0.png"),
+        ("converted/converted-0", "images/0.png", "masks/0.png"),
+        ("converted/converted-1", str(tmp_path / "elsewhere.png"), "masks/0.png"),
     ]
     assert records[0].regions[1] == {"box": [0, 0, 1, 1]}
-    # written next to a source, that source's paths stay as they were
+    # written into a source's root, that source's paths stay as they were
     write_mix(mix, tmp_path / "world" / "mixed.jsonl", shuffle=False)
-    assert [r.image for r in read_jsonl(tmp_path / "world" / "mixed.jsonl")] == ["images/0.png", "../photos/images/0.png"]
+    assert [r.image for r in read_jsonl(tmp_path / "world" / "mixed.jsonl")][::2][:3] == [
+        "images/0.png", str(tmp_path / "elsewhere.png"), "../photos/images/0.png"
+    ]
+
+
+def test_mix_root_must_be_a_folder(tmp_path):
+    _source(tmp_path, "coco", 2)
+    with pytest.raises(ValueError, match=r"datasets\[0\]: 'root' must be an existing folder, got 'nowhere'"):
+        load_mix(_mix_file(tmp_path, "- {path: coco.jsonl, root: nowhere}\n"))
