@@ -105,12 +105,10 @@ class RegionGPT:
         sampling = (
             {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         )
-        tokenizer = self.processor.tokenizer
-        stops = self.processor.stop_token_ids
         return {
             "max_new_tokens": max_new_tokens,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": [tokenizer.eos_token_id, *stops] if stops else tokenizer.eos_token_id,
+            "pad_token_id": self.processor.tokenizer.pad_token_id,
+            "eos_token_id": self.processor.end_token_ids,
             **sampling,
         }
 

@@ -319,3 +319,11 @@ class RegionGPTProcessor:
             if any(stop in token or not stop.isascii() for stop in wanted)  # cheap filter before decoding
             and self.tokenizer.convert_tokens_to_string([token]).strip() in wanted
         )
+
+    @property
+    def end_token_ids(self) -> int | list[int]:
+        """What generation stops on, as ``generate(eos_token_id=...)`` takes it: the tokenizer's
+        end-of-sequence id, plus :attr:`stop_token_ids` when there are any."""
+        eos = self.tokenizer.eos_token_id
+        ids = list(dict.fromkeys([*(eos if isinstance(eos, list) else [eos]), *self.stop_token_ids]))
+        return ids if len(ids) > 1 else ids[0]

@@ -166,9 +166,7 @@ def load_checkpoint(
     new = set()
     if region_overrides:
         before = build_region_encoder(saved_region, model.vision_tower).state_dict()
-        new = {f"region_encoder.{key}" for key in model.region_encoder.state_dict()} - {
-            f"region_encoder.{key}" for key in before
-        }
+        new = {f"region_encoder.{key}" for key in model.region_encoder.state_dict().keys() - before.keys()}
     really_missing = sorted(set(missing) & set(checkpoint_state(model)))
     fresh = [key for key in really_missing if key in new]
     if fresh:

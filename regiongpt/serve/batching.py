@@ -116,14 +116,14 @@ def run_group(engine: RegionGPT, jobs: list[Job], streamer: Optional[TextStreame
     batch["image_index"] = image_of
     batch = {name: value.to(engine.device) for name, value in batch.items()}
     limits = [job.sampling.max_tokens for job in jobs]
-    eos = tokenizer.eos_token_id
-    eos_ids = {*(eos if isinstance(eos, list) else [eos]), *processor.stop_token_ids}  # + e.g. GPT4RoI's "###"
+    end_ids = processor.end_token_ids  # end of sequence + stop-string tokens (e.g. GPT4RoI's "###")
+    eos_ids = set(end_ids if isinstance(end_ids, list) else [end_ids])
     with torch.inference_mode():
         out = engine.model.generate(
             **batch,
             max_new_tokens=max(limits),
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=sorted(eos_ids) if len(eos_ids) > 1 else eos,
+            eos_token_id=end_ids,
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([_RowLimits(limits, [job.cancelled for job in jobs])]),
             **jobs[0].sampling.kwargs(),
