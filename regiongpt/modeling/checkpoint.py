@@ -53,6 +53,37 @@ def apply_lora(model: RegionGPTForConditionalGeneration, lora: dict) -> None:
     model.config.lora = dict(lora)
 
 
+def extend_lora(model: RegionGPTForConditionalGeneration, lora: dict) -> None:
+    """Put LoRA adapters on more of the LM's modules, keeping the trained ones.
+
+    ``lora`` must equal ``model.config.lora`` except for a ``target_modules`` list that contains
+    the present one; the new adapters start as zero updates (peft's init), so the model's outputs
+    do not change until they are trained."""
+    present = model.config.lora
+    if not present:
+        raise ValueError("extend_lora needs a model with LoRA adapters; use apply_lora")
+    old_targets, new_targets = present.get("target_modules"), lora.get("target_modules")
+    others_differ = {k: v for k, v in present.items() if k != "target_modules"} != {
+        k: v for k, v in lora.items() if k != "target_modules"
+    }
+    if (
+        others_differ
+        or not isinstance(old_targets, list)
+        or not isinstance(new_targets, list)
+        or not set(old_targets) <= set(new_targets)
+    ):
+        raise ValueError(
+            f"LoRA {lora} cannot continue the model's LoRA {present}: only a target_modules list that "
+            "contains the present one may change"
+        )
+    trained = {k: v.detach().clone() for k, v in model.language_model.state_dict().items() if "lora_" in k}
+    model.language_model = model.language_model.unload()  # the base model, adapters removed unmerged
+    apply_lora(model, lora)
+    _, unexpected = model.language_model.load_state_dict(trained, strict=False)
+    if unexpected:
+        raise RuntimeError(f"adapters did not map onto the extended LoRA model: {unexpected[:5]}")
+
+
 def build_model(
     config: RegionGPTConfig, dtype: torch.dtype = torch.float32
 ) -> RegionGPTForConditionalGeneration:

@@ -20,7 +20,13 @@ from accelerate import PartialState
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
 from regiongpt.data.dataset import Collator, RegionDataset
-from regiongpt.modeling.checkpoint import apply_lora, build_model, load_checkpoint, save_checkpoint
+from regiongpt.modeling.checkpoint import (
+    apply_lora,
+    build_model,
+    extend_lora,
+    load_checkpoint,
+    save_checkpoint,
+)
 from regiongpt.modeling.configuration import preset_config
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 from regiongpt.modeling.pretrained import load_tokenizer
@@ -109,6 +115,8 @@ def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval
 def _prepare_stage(model: RegionGPTForConditionalGeneration, stage: StageSpec) -> None:
     if stage.lora and not model.config.lora:
         apply_lora(model, stage.lora)
+    elif stage.lora and stage.lora != model.config.lora:
+        extend_lora(model, stage.lora)
     model.set_trainable(stage.trainable)
     if model.config.lora:  # adapters stay trainable whenever present
         for name, param in model.language_model.named_parameters():

@@ -62,6 +62,34 @@ def test_single_process_training_moves_trainable_weights_only(tiny_setup):
     RegionGPT.from_pretrained(final)  # loads with no edits
 
 
+def test_a_later_stage_widens_lora_keeping_the_trained_adapters(tiny_setup):
+    recipe = _recipe(tiny_setup, "run", batch_size=4)
+    lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
+    recipe["stages"] = [
+        {"name": "qv", "trainable": ["region_projector"], "lora": {**lora, "target_modules": ["q_proj", "v_proj"]},
+         "max_steps": 2},
+        {"name": "qkvo", "trainable": ["region_projector"],
+         "lora": {**lora, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}, "max_steps": 2},
+    ]
+    final = run_recipe(parse_recipe(recipe))
+    first, second = _weights(tiny_setup / "run" / "qv" / "final"), _weights(final)
+    assert any("k_proj.lora_" in k for k in second) and not any("k_proj.lora_" in k for k in first)
+    assert {k for k in first if "lora_" in k} < {k for k in second if "lora_" in k}
+    assert any(not torch.equal(first[k], second[k]) for k in first if "q_proj.lora_B" in k)  # trained on
+    assert any(second[k].abs().sum() > 0 for k in second if "k_proj.lora_B" in k)  # new ones trained too
+    assert RegionGPT.from_pretrained(final).model.config.lora["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_a_stage_cannot_change_lora_rank(tiny_setup):
+    recipe = _recipe(tiny_setup, "run", batch_size=4, steps=1)
+    recipe["stages"] = [
+        {"name": "r4", "trainable": ["region_projector"], "lora": {"r": 4, "target_modules": ["q_proj"]}, "max_steps": 1},
+        {"name": "r8", "trainable": ["region_projector"], "lora": {"r": 8, "target_modules": ["q_proj"]}, "max_steps": 1},
+    ]
+    with pytest.raises(ValueError, match="'r': 8.*cannot continue the model's LoRA"):
+        run_recipe(parse_recipe(recipe))
+
+
 def test_resume_skips_finished_stages_and_continues_checkpoints(tiny_setup):
     recipe = parse_recipe(_recipe(tiny_setup, "run", batch_size=4, steps=2))
     first = _weights(run_recipe(recipe))
