@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check regiongpt tests benchmarks
+	$(VENV)/bin/ruff format --check regiongpt tests benchmarks
 	$(VENV)/bin/pytest -q
 
 test-fast: $(STAMP)

@@ -45,14 +45,18 @@ def eval_folder(data: Path, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=Path("data/regionworld"))
     parser.add_argument("--recipe", type=Path, default=Path("recipes/default.yaml"))
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--questions", type=int, default=400)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    parser.add_argument("--seed", type=int, default=0, help="training seed (results key: 'NAME seed=K' unless 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed (results key: 'NAME seed=K' unless 0)"
+    )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/ablation_encoders.json"))
     args = parser.parse_args()
 
@@ -86,14 +90,20 @@ def main() -> None:
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'variant':22s} {'train s':>8s}  " + "  ".join(f"{t + ' ' + s:>22s}" for t in TASKS for s in ("all", "small", "medium", "large")))
+    print(
+        f"{'variant':22s} {'train s':>8s}  "
+        + "  ".join(f"{t + ' ' + s:>22s}" for t in TASKS for s in ("all", "small", "medium", "large"))
+    )
     for name, row in results.items():
         cells = []
         for task in TASKS:
             m = row.get(task, {})
             sizes = m.get("by_size", {})
             cells += [m.get("accuracy"), *(sizes.get(s) for s in ("small", "medium", "large"))]
-        print(f"{name:22s} {row['train_seconds']:8.0f}  " + "  ".join(f"{'-' if c is None else f'{100 * c:.1f}':>22s}" for c in cells))
+        print(
+            f"{name:22s} {row['train_seconds']:8.0f}  "
+            + "  ".join(f"{'-' if c is None else f'{100 * c:.1f}':>22s}" for c in cells)
+        )
     print(f"wrote {args.json}")
 
 

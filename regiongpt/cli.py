@@ -84,12 +84,16 @@ def _numbers(text: str, count: int, flag: str) -> list[float]:
 def describe(
     image: Annotated[Path, typer.Argument(help="Image file (EXIF orientation is applied).")],
     box: Annotated[Optional[list[str]], typer.Option(help="Box X1,Y1,X2,Y2 in pixels; repeatable.")] = None,
-    mask: Annotated[Optional[list[Path]], typer.Option(help="Mask PNG of the image's size; repeatable.")] = None,
+    mask: Annotated[
+        Optional[list[Path]], typer.Option(help="Mask PNG of the image's size; repeatable.")
+    ] = None,
     point: Annotated[Optional[list[str]], typer.Option(help="Point X,Y in pixels; repeatable.")] = None,
     task: Annotated[str, typer.Option(help="category | brief | detailed")] = "brief",
     model: Annotated[str, typer.Option(help="'default', a checkpoint directory or a hub id.")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of lines.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Write a copy of the image with numbered regions and answers.")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Write a copy of the image with numbered regions and answers.")
+    ] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Answer length limit (tokens).")] = None,
 ) -> None:
     from regiongpt.imaging import load_image
@@ -127,8 +131,13 @@ def describe(
         draw_regions(loaded, regions, answers).save(out)
         typer.echo(f"annotated image written to {out}", err=True)
     if as_json:
-        items = [{"index": k + 1, **region_to_json(r), "answer": a} for k, (r, a) in enumerate(zip(regions, answers))]
-        typer.echo(json.dumps({"image": str(image), "task": parsed_task.value, "model": model, "regions": items}))
+        items = [
+            {"index": k + 1, **region_to_json(r), "answer": a}
+            for k, (r, a) in enumerate(zip(regions, answers))
+        ]
+        typer.echo(
+            json.dumps({"image": str(image), "task": parsed_task.value, "model": model, "regions": items})
+        )
     else:
         for k, answer in enumerate(answers, start=1):
             typer.echo(f"region{k}\t{answer}")

@@ -60,7 +60,11 @@ def load_image(image: ImageLike) -> Image.Image:
     if isinstance(image, (str, Path)):
         image = _open(Path(image))
     elif isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        if (
+            image.dtype != np.uint8
+            or image.ndim not in (2, 3)
+            or (image.ndim == 3 and image.shape[2] not in (3, 4))
+        ):
             raise ValueError(
                 f"image array must be HxWx3 uint8 RGB (or HxW), got shape {image.shape} dtype {image.dtype}"
             )

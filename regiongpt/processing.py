@@ -46,8 +46,10 @@ class ImageTransform:
 
     def box(self, box: Box) -> Box:
         return Box(
-            (box.x1 + self.pad_x) * self.scale_x, (box.y1 + self.pad_y) * self.scale_y,
-            (box.x2 + self.pad_x) * self.scale_x, (box.y2 + self.pad_y) * self.scale_y,
+            (box.x1 + self.pad_x) * self.scale_x,
+            (box.y1 + self.pad_y) * self.scale_y,
+            (box.x2 + self.pad_x) * self.scale_x,
+            (box.y2 + self.pad_y) * self.scale_y,
         )
 
 
@@ -75,7 +77,9 @@ def normalize_turns(conversation: Sequence[dict[str, str]]) -> list[dict[str, st
             content.encode("utf-8")
         except UnicodeEncodeError as error:
             bad = content[error.start : error.end]
-            raise ValueError(f"turn {index}: text is not valid Unicode ({bad!a} at character {error.start})") from None
+            raise ValueError(
+                f"turn {index}: text is not valid Unicode ({bad!a} at character {error.start})"
+            ) from None
         turns.append({"role": ROLES[role], "content": content})
     if not turns or turns[0]["role"] != "user":
         raise ValueError("a conversation must start with a user turn")
@@ -125,7 +129,9 @@ class ImagePreprocessor:
             canvas = Image.new(image.mode, (side, side), fill)
             canvas.paste(image, (transform.pad_x, transform.pad_y))
             image = canvas
-        return image.resize((self.size, self.size), Image.Resampling.BICUBIC if fill != 0 else Image.Resampling.BOX)
+        return image.resize(
+            (self.size, self.size), Image.Resampling.BICUBIC if fill != 0 else Image.Resampling.BOX
+        )
 
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, ImageTransform]:
         """``(3, S, S)`` normalised pixels and the coordinate transform."""
@@ -134,8 +140,9 @@ class ImagePreprocessor:
         pixels = torch.from_numpy(np.asarray(placed, dtype=np.float32).copy()).permute(2, 0, 1) / 255.0
         return (pixels - self.mean) / self.std, transform
 
-    def region_tensors(self, regions: Sequence[Region], image_size: tuple[int, int],
-                       transform: ImageTransform) -> tuple[torch.Tensor, torch.Tensor]:
+    def region_tensors(
+        self, regions: Sequence[Region], image_size: tuple[int, int], transform: ImageTransform
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(R, 4)`` boxes (pixel xyxy in the ``S x S`` frame) and ``(R, S, S)`` soft masks."""
         size = self.size
         boxes = torch.zeros(len(regions), 4)
@@ -147,9 +154,11 @@ class ImagePreprocessor:
                 placed = self._place(Image.fromarray(region.data.astype(np.uint8) * 255), 0, transform)
                 masks[index] = torch.from_numpy(np.asarray(placed, dtype=np.float32) / 255.0)
             elif isinstance(region, Point):
-                scaled = Point((region.x + transform.pad_x) * transform.scale_x,
-                               (region.y + transform.pad_y) * transform.scale_y,
-                               region.radius * transform.scale_x)
+                scaled = Point(
+                    (region.x + transform.pad_x) * transform.scale_x,
+                    (region.y + transform.pad_y) * transform.scale_y,
+                    region.radius * transform.scale_x,
+                )
                 masks[index] = torch.from_numpy(scaled.to_mask((size, size)))
             else:
                 masks[index] = torch.from_numpy(box.to_mask((size, size)))
@@ -159,9 +168,16 @@ class ImagePreprocessor:
 class RegionGPTProcessor:
     """Tokenizer + image preprocessor + placeholder expansion, configured from a model config."""
 
-    def __init__(self, tokenizer, image_processor: ImagePreprocessor, num_image_tokens: int,
-                 system_prompt: str, image_token: str = "<image>", region_token: str = "<region>",
-                 stop_strings: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        image_processor: ImagePreprocessor,
+        num_image_tokens: int,
+        system_prompt: str,
+        image_token: str = "<image>",
+        region_token: str = "<region>",
+        stop_strings: Sequence[str] = (),
+    ) -> None:
         self.tokenizer = tokenizer
         self.stop_strings = [s for s in stop_strings if s]
         self.image_processor = image_processor
@@ -177,7 +193,9 @@ class RegionGPTProcessor:
             tokenizer.pad_token = tokenizer.eos_token
         self._rendered: dict[tuple, str] = {}
         reserved = set(tokenizer.all_special_tokens) | {
-            added.content for added in getattr(tokenizer, "added_tokens_decoder", {}).values() if added.special
+            added.content
+            for added in getattr(tokenizer, "added_tokens_decoder", {}).values()
+            if added.special
         }
         # markers of the chat template that text must not forge (the placeholders have their own error)
         self._special_texts = sorted(reserved - {image_token, region_token, "", None}, key=len, reverse=True)
@@ -188,14 +206,23 @@ class RegionGPTProcessor:
 
         mean, std = image_normalization(config)
         image_processor = ImagePreprocessor(config.image_size, mean, std, config.image_resize)
-        processor = cls(tokenizer, image_processor, config.num_image_tokens, config.system_prompt,
-                        config.image_token, config.region_token, getattr(config, "stop_strings", ()))
+        processor = cls(
+            tokenizer,
+            image_processor,
+            config.num_image_tokens,
+            config.system_prompt,
+            config.image_token,
+            config.region_token,
+            getattr(config, "stop_strings", ()),
+        )
         config.image_token_id, config.region_token_id = processor.image_token_id, processor.region_token_id
         return processor
 
     # ------------------------------------------------------------------------------ text
     def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     def _pieces(self, turns: list[dict[str, str]], add_generation_prompt: bool) -> list[tuple[str, bool]]:
         """Split the rendered chat into ``(text, supervised)`` pieces along turn boundaries."""
@@ -209,15 +236,16 @@ class RegionGPTProcessor:
             full = self._render(messages[:end], add_generation_prompt=False)
             if not prompt.startswith(done) or not full.startswith(prompt):
                 raise ValueError("the tokenizer's chat template is not prefix-stable across turns")
-            pieces += [(prompt[len(done):], False), (full[len(prompt):], True)]
+            pieces += [(prompt[len(done) :], False), (full[len(prompt) :], True)]
             done = full
         if messages[-1]["role"] == "user":
             final = self._render(messages, add_generation_prompt=add_generation_prompt)
-            pieces.append((final[len(done):], False))
+            pieces.append((final[len(done) :], False))
         return pieces
 
-    def encode_text(self, conversation: Sequence[dict[str, str]], num_regions: int,
-                    add_generation_prompt: bool = False) -> tuple[list[int], list[int], list[int]]:
+    def encode_text(
+        self, conversation: Sequence[dict[str, str]], num_regions: int, add_generation_prompt: bool = False
+    ) -> tuple[list[int], list[int], list[int]]:
         """Token ids, labels and the region of each region placeholder (0-based)."""
         turns = normalize_turns(conversation)
         order: list[int] = []
@@ -225,10 +253,14 @@ class RegionGPTProcessor:
             user_text = GPT4ROI_PATTERN.sub("", turn["content"])  # `<bbox>` is region syntax, not a raw token
             for token in (self.image_token, self.region_token):
                 if token in user_text:
-                    raise ValueError(f"turn {index} contains the reserved placeholder {token!r}; refer to regions with <regionK>")
+                    raise ValueError(
+                        f"turn {index} contains the reserved placeholder {token!r}; refer to regions with <regionK>"
+                    )
             forged = next((token for token in self._special_texts if token in user_text), None)
             if forged is not None:
-                raise ValueError(f"turn {index} contains the tokenizer's special token {forged!r}, which only the chat template may write")
+                raise ValueError(
+                    f"turn {index} contains the tokenizer's special token {forged!r}, which only the chat template may write"
+                )
             placeholder = self.region_token if turn["role"] == "user" else ""
             text, used = expand_region_tags(turn["content"], num_regions, placeholder)
             if index == 0 and self.num_image_tokens:
@@ -248,8 +280,13 @@ class RegionGPTProcessor:
         return ids, labels, order
 
     # ------------------------------------------------------------------------------ samples
-    def encode(self, conversation: Sequence[dict[str, str]], image: ImageLike,
-               regions: Sequence[RegionLike] = (), add_generation_prompt: bool = False) -> EncodedSample:
+    def encode(
+        self,
+        conversation: Sequence[dict[str, str]],
+        image: ImageLike,
+        regions: Sequence[RegionLike] = (),
+        add_generation_prompt: bool = False,
+    ) -> EncodedSample:
         image = load_image(image)
         checked = validate_regions(regions, image.size)
         ids, labels, order = self.encode_text(conversation, len(checked), add_generation_prompt)
@@ -257,7 +294,9 @@ class RegionGPTProcessor:
         boxes, masks = self.image_processor.region_tensors(checked, image.size, transform)
         return EncodedSample(ids, labels, pixels, boxes, masks, order)
 
-    def collate(self, samples: Sequence[EncodedSample], padding_side: str = "right") -> dict[str, torch.Tensor]:
+    def collate(
+        self, samples: Sequence[EncodedSample], padding_side: str = "right"
+    ) -> dict[str, torch.Tensor]:
         """Pad and stack samples into a batch (one image per sample)."""
         longest = max(len(s.input_ids) for s in samples)
         pad = self.tokenizer.pad_token_id
@@ -286,9 +325,14 @@ class RegionGPTProcessor:
             "region_token_index": torch.tensor(token_index, dtype=torch.long),
         }
 
-    def __call__(self, conversations: Sequence[Sequence[dict[str, str]]], images: Sequence[ImageLike],
-                 regions: Sequence[Sequence[RegionLike]] | None = None, add_generation_prompt: bool = False,
-                 padding_side: str = "right") -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        conversations: Sequence[Sequence[dict[str, str]]],
+        images: Sequence[ImageLike],
+        regions: Sequence[Sequence[RegionLike]] | None = None,
+        add_generation_prompt: bool = False,
+        padding_side: str = "right",
+    ) -> dict[str, torch.Tensor]:
         """Process a batch: one conversation, image and region list per sample."""
         regions = regions if regions is not None else [[] for _ in conversations]
         if not (len(conversations) == len(images) == len(regions)):
@@ -296,7 +340,9 @@ class RegionGPTProcessor:
                 f"batch sizes differ: {len(conversations)} conversations, {len(images)} images, "
                 f"{len(regions)} region lists"
             )
-        samples = [self.encode(c, i, r, add_generation_prompt) for c, i, r in zip(conversations, images, regions)]
+        samples = [
+            self.encode(c, i, r, add_generation_prompt) for c, i, r in zip(conversations, images, regions)
+        ]
         return self.collate(samples, padding_side)
 
     def decode(self, token_ids: torch.Tensor | Sequence[int]) -> str:

@@ -9,8 +9,16 @@ from PIL import Image, ImageDraw
 
 from regiongpt.regions import Mask, Point, Region
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60)]
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+]
 
 
 def draw_regions(image: Image.Image, regions: Sequence[Region], answers: Sequence[str] = ()) -> Image.Image:

@@ -34,9 +34,12 @@ def tiny_factory(tokenizer):
     """``make(encoder="regiongpt", tower="clip", **region_overrides) -> (model, processor)``."""
     from tests.tiny import make_tiny
 
-    def make(encoder: str = "regiongpt", tower: str = "clip", seed: int = 0, text_overrides=None, **overrides):
-        return make_tiny(tokenizer, encoder=encoder, tower=tower, seed=seed, text_overrides=text_overrides,
-                         **overrides)
+    def make(
+        encoder: str = "regiongpt", tower: str = "clip", seed: int = 0, text_overrides=None, **overrides
+    ):
+        return make_tiny(
+            tokenizer, encoder=encoder, tower=tower, seed=seed, text_overrides=text_overrides, **overrides
+        )
 
     return make
 

@@ -64,7 +64,9 @@ def test_save_and_from_pretrained_round_trip(engine, rgb_image, tmp_path):
     engine.save_pretrained(tmp_path / "model")
     loaded = RegionGPT.from_pretrained(tmp_path / "model")
     regions = [[0, 0, 20, 20], [30, 10, 79, 59]]
-    assert loaded.describe(rgb_image, regions, max_new_tokens=4) == engine.describe(rgb_image, regions, max_new_tokens=4)
+    assert loaded.describe(rgb_image, regions, max_new_tokens=4) == engine.describe(
+        rgb_image, regions, max_new_tokens=4
+    )
 
 
 def test_unknown_model_path_is_a_clear_error(tmp_path):
@@ -72,7 +74,9 @@ def test_unknown_model_path_is_a_clear_error(tmp_path):
         RegionGPT.from_pretrained(tmp_path / "missing")
 
 
-def test_a_lora_checkpoint_loads_merged_and_answers_like_the_unmerged_model(tiny_factory, rgb_image, tmp_path):
+def test_a_lora_checkpoint_loads_merged_and_answers_like_the_unmerged_model(
+    tiny_factory, rgb_image, tmp_path
+):
     import torch
 
     from regiongpt.modeling.checkpoint import apply_lora
@@ -88,7 +92,11 @@ def test_a_lora_checkpoint_loads_merged_and_answers_like_the_unmerged_model(tiny
     loaded = RegionGPT.from_pretrained(tmp_path / "lora")
     assert any(getattr(m, "merged", False) for m in loaded.model.modules())  # folded into the base weights
     regions = [Box(4, 4, 40, 40), Box(20, 10, 60, 50)]
-    assert loaded.describe(rgb_image, regions, max_new_tokens=6) == unmerged.describe(rgb_image, regions, max_new_tokens=6)
+    assert loaded.describe(rgb_image, regions, max_new_tokens=6) == unmerged.describe(
+        rgb_image, regions, max_new_tokens=6
+    )
     loaded.save_pretrained(tmp_path / "again")  # saving a merged model keeps the adapter, not a doubled one
     again = RegionGPT.from_pretrained(tmp_path / "again")
-    assert again.describe(rgb_image, regions, max_new_tokens=6) == unmerged.describe(rgb_image, regions, max_new_tokens=6)
+    assert again.describe(rgb_image, regions, max_new_tokens=6) == unmerged.describe(
+        rgb_image, regions, max_new_tokens=6
+    )

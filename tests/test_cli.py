@@ -33,8 +33,19 @@ def run(*args: str):
 
 
 def test_describe_prints_one_tab_separated_line_per_region(saved_model, image_file):
-    result = run("describe", image_file, "--box", "0,0,20,20", "--box=-5,10,40,50", "--point", "30,30",
-                 "--model", saved_model, "--max-new-tokens", "3")
+    result = run(
+        "describe",
+        image_file,
+        "--box",
+        "0,0,20,20",
+        "--box=-5,10,40,50",
+        "--point",
+        "30,30",
+        "--model",
+        saved_model,
+        "--max-new-tokens",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["region1", "region2", "region3"]
@@ -42,8 +53,21 @@ def test_describe_prints_one_tab_separated_line_per_region(saved_model, image_fi
 
 def test_describe_json_and_annotated_output(saved_model, image_file, tmp_path):
     out = tmp_path / "annotated.png"
-    result = run("describe", image_file, "--box", "1.5,2,20,20", "--task", "category", "--json",
-                 "--model", saved_model, "--out", out, "--max-new-tokens", "3")
+    result = run(
+        "describe",
+        image_file,
+        "--box",
+        "1.5,2,20,20",
+        "--task",
+        "category",
+        "--json",
+        "--model",
+        saved_model,
+        "--out",
+        out,
+        "--max-new-tokens",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["task"] == "category" and payload["model"] == str(saved_model)

@@ -30,8 +30,12 @@ def test_tag_without_region_is_an_error_naming_the_tag():
 def test_labels_supervise_assistant_replies_and_their_end_of_turn(tiny_factory, rgb_image):
     _, processor = tiny_factory()
     tok = processor.tokenizer
-    conv = [{"from": "human", "value": "What is <region1>?"}, {"from": "gpt", "value": "a dog"},
-            {"from": "human", "value": "And <region2>?"}, {"from": "gpt", "value": "a cat"}]
+    conv = [
+        {"from": "human", "value": "What is <region1>?"},
+        {"from": "gpt", "value": "a dog"},
+        {"from": "human", "value": "And <region2>?"},
+        {"from": "gpt", "value": "a cat"},
+    ]
     sample = processor.encode(conv, rgb_image, [[0, 0, 10, 10], [20, 20, 40, 40]])
     supervised = [t for t, label in zip(sample.input_ids, sample.labels) if label != IGNORE_INDEX]
     text = tok.decode(supervised)
@@ -64,9 +68,13 @@ def test_batch_with_regions_for_the_wrong_number_of_samples_is_an_error(tiny_fac
 def test_collate_offsets_region_indices_per_sample(tiny_factory, rgb_image):
     _, processor = tiny_factory()
     batch = processor(
-        [[{"role": "user", "content": "<region1> <region2>"}], [{"role": "user", "content": "plain"}],
-         [{"role": "user", "content": "<region1>"}]],
-        [rgb_image] * 3, [[[0, 0, 5, 5], [1, 1, 9, 9]], [], [[2, 2, 8, 8]]],
+        [
+            [{"role": "user", "content": "<region1> <region2>"}],
+            [{"role": "user", "content": "plain"}],
+            [{"role": "user", "content": "<region1>"}],
+        ],
+        [rgb_image] * 3,
+        [[[0, 0, 5, 5], [1, 1, 9, 9]], [], [[2, 2, 8, 8]]],
     )
     assert batch["region_token_index"].tolist() == [0, 1, 2]
     assert batch["region_image_index"].tolist() == [0, 0, 2]
@@ -99,7 +107,9 @@ def test_stop_strings_cut_answers_and_end_generation(tiny_factory, tokenizer):
                             for i in stop_ids)  # fmt: skip
     text_ids = tokenizer("a red circle", add_special_tokens=False)["input_ids"]
     assert processor.decode(text_ids + [stop_ids[0]] + text_ids) == "a red circle"
-    assert processor.decode(tokenizer("a red### Human: next", add_special_tokens=False)["input_ids"]) == "a red"
+    assert (
+        processor.decode(tokenizer("a red### Human: next", add_special_tokens=False)["input_ids"]) == "a red"
+    )
     kwargs = RegionGPT(model, processor)._generate_kwargs(8, 0.0)
     assert kwargs["eos_token_id"] == [tokenizer.eos_token_id, *stop_ids]
     plain = RegionGPTProcessor.from_config(tiny_factory()[0].config, tokenizer)

@@ -68,9 +68,13 @@ def resize(sample: Sample, scale: float) -> Sample:
         elif isinstance(region, Point):
             regions.append(Point(region.x * sx, region.y * sy, region.radius * (sx + sy) / 2))
         else:
-            mask = Image.fromarray(region.data.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)
+            mask = Image.fromarray(region.data.astype(np.uint8) * 255).resize(
+                (width, height), Image.Resampling.NEAREST
+            )
             regions.append(Mask(np.asarray(mask) > 127))
-    return Sample(sample.image.resize((width, height), Image.Resampling.BICUBIC), regions, sample.conversations)
+    return Sample(
+        sample.image.resize((width, height), Image.Resampling.BICUBIC), regions, sample.conversations
+    )
 
 
 def shift(sample: Sample, dx: int, dy: int, fill: tuple[int, int, int] = (0, 0, 0)) -> Sample:
@@ -83,7 +87,9 @@ def shift(sample: Sample, dx: int, dy: int, fill: tuple[int, int, int] = (0, 0, 
     for index, region in enumerate(sample.regions):
         try:
             if isinstance(region, Box):
-                regions.append(Box(region.x1 + dx, region.y1 + dy, region.x2 + dx, region.y2 + dy).clip((width, height)))
+                regions.append(
+                    Box(region.x1 + dx, region.y1 + dy, region.x2 + dx, region.y2 + dy).clip((width, height))
+                )
             elif isinstance(region, Point):
                 moved = Point(region.x + dx, region.y + dy, region.radius)
                 moved.to_box((width, height))
@@ -94,7 +100,9 @@ def shift(sample: Sample, dx: int, dy: int, fill: tuple[int, int, int] = (0, 0, 
                 data[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
                 regions.append(Mask(data))
         except ValueError as error:
-            raise ValueError(f"region {index + 1} leaves the image after shift ({dx}, {dy}): {error}") from None
+            raise ValueError(
+                f"region {index + 1} leaves the image after shift ({dx}, {dy}): {error}"
+            ) from None
     return Sample(canvas, regions, sample.conversations)
 
 
@@ -108,7 +116,9 @@ def apply_all(sample: Sample, ops: Sequence[str], rng: np.random.Generator) -> S
         elif op == "shift":
             limit = max(1, min(sample.image.size) // 16)
             try:
-                sample = shift(sample, int(rng.integers(-limit, limit + 1)), int(rng.integers(-limit, limit + 1)))
+                sample = shift(
+                    sample, int(rng.integers(-limit, limit + 1)), int(rng.integers(-limit, limit + 1))
+                )
             except ValueError:
                 continue  # a shift that would push a region out is simply not applied
         elif op not in ("hflip",):

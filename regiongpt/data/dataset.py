@@ -29,9 +29,16 @@ class RegionDataset(Dataset):
     A malformed record raises ValueError naming ``file:line``; with ``skip_invalid`` it is logged
     (and listed in ``skipped``) and the next record is returned instead."""
 
-    def __init__(self, path: str | Path, processor: RegionGPTProcessor, root: str | Path | None = None,
-                 max_samples: int | None = None, augment: Sequence[str] = (), seed: int = 0,
-                 skip_invalid: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        processor: RegionGPTProcessor,
+        root: str | Path | None = None,
+        max_samples: int | None = None,
+        augment: Sequence[str] = (),
+        seed: int = 0,
+        skip_invalid: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.skip_invalid = skip_invalid
         self.skipped: list[str] = []  # "file:line: reason" of each record skipped (this process)

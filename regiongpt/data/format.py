@@ -50,8 +50,12 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "image": self.image, "regions": self.regions,
-                               "conversations": self.conversations}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "image": self.image,
+            "regions": self.regions,
+            "conversations": self.conversations,
+        }
         if self.task is not None:
             out["task"] = self.task.value
         if self.width is not None:
@@ -116,7 +120,9 @@ def _size(obj: dict[str, Any]) -> tuple[int | None, int | None]:
     if width is None and height is None:
         return None, None
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
-        raise ValueError(f"'width' and 'height' must be positive integers (or both absent), got {width!r:.20}, {height!r:.20}")
+        raise ValueError(
+            f"'width' and 'height' must be positive integers (or both absent), got {width!r:.20}, {height!r:.20}"
+        )
     check_image_size((width, height))
     return width, height
 
@@ -146,12 +152,18 @@ def parse_record(obj: Any) -> Record:
         raise ValueError("'conversations' must be a non-empty list")
     for index, turn in enumerate(turns):
         expected = HUMAN if index % 2 == 0 else GPT
-        if not isinstance(turn, dict) or turn.get("from") != expected or not isinstance(turn.get("value"), str):
+        if (
+            not isinstance(turn, dict)
+            or turn.get("from") != expected
+            or not isinstance(turn.get("value"), str)
+        ):
             raise ValueError(f"turn {index} must be {{'from': '{expected}', 'value': str}}, got {turn!r:.80}")
         try:
             turn["value"].encode("utf-8")
         except UnicodeEncodeError as error:  # a lone surrogate: tokenizers raise TypeError on it
-            raise ValueError(f"turn {index} holds invalid Unicode ({error.reason} at {error.start})") from None
+            raise ValueError(
+                f"turn {index} holds invalid Unicode ({error.reason} at {error.start})"
+            ) from None
     task = Task.parse(obj["task"]) if obj.get("task") is not None else None
     width, height = _size(obj)
     meta = obj.get("meta") or {}
@@ -169,7 +181,9 @@ def parse_record(obj: Any) -> Record:
     )
 
 
-def read_jsonl(path: str | Path, skip_invalid: bool = False, skipped: list[str] | None = None) -> Iterator[Record]:
+def read_jsonl(
+    path: str | Path, skip_invalid: bool = False, skipped: list[str] | None = None
+) -> Iterator[Record]:
     """Stream records from a JSONL file. A malformed line raises ValueError with ``file:line``;
     with ``skip_invalid`` it is skipped and its ``file:line: reason`` appended to ``skipped``.
     Lines end at ``\\n`` only (as in :class:`regiongpt.data.dataset.RegionDataset`)."""
@@ -215,7 +229,9 @@ def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) ->
                     parse_record(obj)
                 except ValueError as error:
                     name = obj.get("id", "") if isinstance(obj, dict) else ""
-                    raise ValueError(f"record {count + 1} ({name!r:.40}) cannot be written: {error}") from None
+                    raise ValueError(
+                        f"record {count + 1} ({name!r:.40}) cannot be written: {error}"
+                    ) from None
                 try:
                     handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
                 except UnicodeEncodeError:  # a lone surrogate: \\uXXXX escapes keep it exactly

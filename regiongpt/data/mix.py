@@ -94,8 +94,9 @@ def _source(entry: Any, index: int, base: Path, where: str) -> MixSource:
     root = entry.get("root")
     if root is not None and (not isinstance(root, str) or not (base / root).is_dir()):
         raise ValueError(f"{here}: 'root' must be an existing folder, got {root!r:.60}")
-    return MixSource(path, name, None if ratio is None else float(ratio), count,
-                     None if root is None else base / root)
+    return MixSource(
+        path, name, None if ratio is None else float(ratio), count, None if root is None else base / root
+    )
 
 
 def load_mix(path: str | Path) -> MixSpec:
@@ -137,7 +138,9 @@ def _rebased(record: Record, source_root: Path, out_root: Path) -> Record:
             return path
         return Path(os.path.relpath(source_root / path, out_root)).as_posix()
 
-    regions = [{**r, "mask": rebase(r["mask"])} if isinstance(r.get("mask"), str) else r for r in record.regions]
+    regions = [
+        {**r, "mask": rebase(r["mask"])} if isinstance(r.get("mask"), str) else r for r in record.regions
+    ]
     return dataclasses.replace(record, image=rebase(record.image), regions=regions)
 
 

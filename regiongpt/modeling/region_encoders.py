@@ -73,20 +73,25 @@ def _select(features: VisionFeatures, levels: list[int]) -> tuple[list[torch.Ten
 
 
 class GPT4RoIEncoder(nn.Module):
-    def __init__(self, config: RegionEncoderConfig, in_channels: list[int], token_channels: int,
-                 image_size: int) -> None:
+    def __init__(
+        self, config: RegionEncoderConfig, in_channels: list[int], token_channels: int, image_size: int
+    ) -> None:
         super().__init__()
         self.config = config
         self.image_size = image_size
         width = config.hidden_size
         levels = len(config.feature_levels)
         if config.level_sizes is not None and len(config.level_sizes) != levels:
-            raise ValueError(f"level_sizes {config.level_sizes} must have one size per feature level ({levels})")
+            raise ValueError(
+                f"level_sizes {config.level_sizes} must have one size per feature level ({levels})"
+            )
         self.input_convs = nn.ModuleList(nn.Conv2d(c + 2, width, 1) for c in in_channels)
         self.fuse_convs = nn.ModuleList(
             nn.ModuleDict(
-                {"conv": nn.Conv2d(width, width, 3, padding=1, bias=False),
-                 "gn": nn.GroupNorm(config.group_norm_groups, width)}
+                {
+                    "conv": nn.Conv2d(width, width, 3, padding=1, bias=False),
+                    "gn": nn.GroupNorm(config.group_norm_groups, width),
+                }
             )
             for _ in range(config.fuse_rounds)
         )
@@ -95,7 +100,11 @@ class GPT4RoIEncoder(nn.Module):
         self.reduce = nn.Linear(width * side * side if config.reduction == "flatten" else width, width)
         hidden = config.box_embed_hidden
         self.box_embed = nn.Sequential(
-            nn.Linear(4, hidden), nn.ReLU(), nn.LayerNorm(hidden), nn.Linear(hidden, width), nn.ReLU(),
+            nn.Linear(4, hidden),
+            nn.ReLU(),
+            nn.LayerNorm(hidden),
+            nn.Linear(hidden, width),
+            nn.ReLU(),
             nn.LayerNorm(width),
         )
         self.token_channels = token_channels
@@ -127,7 +136,9 @@ class GPT4RoIEncoder(nn.Module):
             levels = fused
         return levels, strides
 
-    def forward(self, features: VisionFeatures, regions: RegionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, features: VisionFeatures, regions: RegionInputs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens = self.image_tokens(features)
         if len(regions) == 0:
             return features.maps[0].new_zeros(0, self.config.hidden_size), tokens
@@ -136,7 +147,11 @@ class GPT4RoIEncoder(nn.Module):
         rois = torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
         cfg = self.config
         pooled = sum(
-            conv(roi_align(level, rois, cfg.roi_output_size, 1.0 / stride, cfg.roi_sampling_ratio, cfg.roi_aligned))
+            conv(
+                roi_align(
+                    level, rois, cfg.roi_output_size, 1.0 / stride, cfg.roi_sampling_ratio, cfg.roi_aligned
+                )
+            )
             for conv, level, stride in zip(self.pconvs, levels, strides)
         )
         pooled = F.relu(pooled)
@@ -149,8 +164,9 @@ class GPT4RoIEncoder(nn.Module):
 
 
 class RegionGPTEncoder(nn.Module):
-    def __init__(self, config: RegionEncoderConfig, in_channels: list[int], token_channels: int,
-                 image_size: int) -> None:
+    def __init__(
+        self, config: RegionEncoderConfig, in_channels: list[int], token_channels: int, image_size: int
+    ) -> None:
         super().__init__()
         self.config = config
         width = config.hidden_size
@@ -160,7 +176,9 @@ class RegionGPTEncoder(nn.Module):
         )
         self.refine = (
             nn.Sequential(
-                nn.ConvTranspose2d(width, width, 2, stride=2), LayerNorm2d(width), nn.GELU(),
+                nn.ConvTranspose2d(width, width, 2, stride=2),
+                LayerNorm2d(width),
+                nn.GELU(),
                 nn.ConvTranspose2d(width, width, 2, stride=2),
             )
             if config.refine
@@ -217,10 +235,14 @@ class RegionGPTEncoder(nn.Module):
             return None
         pooled = F.adaptive_avg_pool2d(fmap, 2 * grid)  # (B, W, 2g, 2g)
         b, w = pooled.shape[:2]
-        merged = pooled.reshape(b, w, grid, 2, grid, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, grid * grid, 4 * w)
+        merged = (
+            pooled.reshape(b, w, grid, 2, grid, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, grid * grid, 4 * w)
+        )
         return self.patch_merge(merged)
 
-    def forward(self, features: VisionFeatures, regions: RegionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, features: VisionFeatures, regions: RegionInputs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         grid = self.config.image_token_grid
         tokens = grid_tokens(features, grid) if grid and self.from_tower else None
         if len(regions) == 0 and tokens is not None:

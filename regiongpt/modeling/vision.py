@@ -34,8 +34,13 @@ class VisionFeatures:
 
 
 class HFVisionTower(nn.Module):
-    def __init__(self, config: PretrainedConfig, feature_layers: list[int], token_layer: int,
-                 model: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        config: PretrainedConfig,
+        feature_layers: list[int],
+        token_layer: int,
+        model: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.model = model if model is not None else AutoModel.from_config(config)
         self.feature_layers = list(feature_layers)

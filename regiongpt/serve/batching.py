@@ -94,7 +94,9 @@ class _CallbackStreamer(TextStreamer):
             text, self.stopped = text[: min(cuts)], True
         body = text.rstrip()
         if not self.stopped and not stream_end:  # hold back a possible start of a stop string
-            partial = max((k for stop in self.stops for k in range(1, len(stop)) if body.endswith(stop[:k])), default=0)
+            partial = max(
+                (k for stop in self.stops for k in range(1, len(stop)) if body.endswith(stop[:k])), default=0
+            )
             body = body[: len(body) - partial].rstrip()
         self.held = text[len(body) :]
         if body:

@@ -53,10 +53,11 @@ class DataSpec:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.augment) - {"hflip", "resize", "shift"})
         if unknown:
-            raise ValueError(f"data.augment: unknown augmentations {unknown}; choose from hflip, resize, shift")
+            raise ValueError(
+                f"data.augment: unknown augmentations {unknown}; choose from hflip, resize, shift"
+            )
         if not self.train:
             raise ValueError("data.train must name a JSONL file")
-
 
 
 @dataclass
@@ -87,7 +88,9 @@ class TrainingSpec:
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.lr_scheduler not in ("cosine", "linear", "constant", "constant_with_warmup"):
-            raise ValueError(f"lr_scheduler must be cosine/linear/constant/constant_with_warmup, got {self.lr_scheduler!r}")
+            raise ValueError(
+                f"lr_scheduler must be cosine/linear/constant/constant_with_warmup, got {self.lr_scheduler!r}"
+            )
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.bf16 not in ("auto", True, False):
@@ -105,7 +108,9 @@ class StageSpec:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.trainable) - set(COMPONENTS))
         if unknown:
-            raise ValueError(f"stage {self.name!r}: unknown components {unknown}; choose from {list(COMPONENTS)}")
+            raise ValueError(
+                f"stage {self.name!r}: unknown components {unknown}; choose from {list(COMPONENTS)}"
+            )
         if not self.trainable and not self.lora:
             raise ValueError(f"stage {self.name!r} trains nothing")
 
@@ -171,8 +176,13 @@ def parse_recipe(values: dict[str, Any], overrides: list[str] = ()) -> Recipe:
         own = {k: stage[k] for k in ("name", "trainable", "lora", "train") if k in stage}
         tweaks = {k: v for k, v in stage.items() if k not in own}
         merged = _build(TrainingSpec, {**base, **tweaks}, f"stages[{index}]")
-        stages.append(_build(StageSpec, {"name": f"stage{index + 1}", "trainable": [], **own, "overrides": merged},
-                             f"stages[{index}]"))
+        stages.append(
+            _build(
+                StageSpec,
+                {"name": f"stage{index + 1}", "trainable": [], **own, "overrides": merged},
+                f"stages[{index}]",
+            )
+        )
     if not stages:
         raise ValueError("recipe: 'stages' must list at least one stage")
     names = [s.name for s in stages]

@@ -74,8 +74,11 @@ def _readable_json(path: Path) -> bool:
 
 def last_complete_checkpoint(stage_dir: Path) -> str | None:
     """The newest ``checkpoint-N`` whose save finished (transformers writes trainer_state.json last)."""
-    complete = [p for p in stage_dir.glob("checkpoint-*")
-                if re.fullmatch(r"checkpoint-[0-9]+", p.name) and _readable_json(p / "trainer_state.json")]
+    complete = [
+        p
+        for p in stage_dir.glob("checkpoint-*")
+        if re.fullmatch(r"checkpoint-[0-9]+", p.name) and _readable_json(p / "trainer_state.json")
+    ]
     return str(max(complete, key=lambda p: int(p.name.split("-", 1)[1]))) if complete else None
 
 
@@ -124,19 +127,24 @@ def _prepare_stage(model: RegionGPTForConditionalGeneration, stage: StageSpec) -
                 param.requires_grad_(True)
 
 
-def run_recipe(recipe: Recipe, resume: bool = False,
-               built: tuple[RegionGPTForConditionalGeneration, RegionGPTProcessor] | None = None) -> Path:
+def run_recipe(
+    recipe: Recipe,
+    resume: bool = False,
+    built: tuple[RegionGPTForConditionalGeneration, RegionGPTProcessor] | None = None,
+) -> Path:
     """Train every stage of ``recipe``; returns the final checkpoint directory.
 
     ``built``: a model and processor made by :func:`build_from_recipe` (default: made here)."""
     model, processor = built if built is not None else build_from_recipe(recipe)
     out = Path(recipe.output_dir)
     data = recipe.data
-    train_set = RegionDataset(data.train, processor, data.root, data.max_train_samples, data.augment, recipe.seed,
-                              data.skip_invalid)
+    train_set = RegionDataset(
+        data.train, processor, data.root, data.max_train_samples, data.augment, recipe.seed, data.skip_invalid
+    )
     eval_set = (
         RegionDataset(data.eval, processor, data.root, data.max_eval_samples, skip_invalid=data.skip_invalid)
-        if recipe.data.eval else None
+        if recipe.data.eval
+        else None
     )
     stage_sets = {  # every stage's data opened up front: a missing file fails before any training
         stage.name: RegionDataset(stage.train, processor, data.root, data.max_train_samples, data.augment,
@@ -157,14 +165,24 @@ def run_recipe(recipe: Recipe, resume: bool = False,
         args = training_arguments(spec, stage_dir, recipe.seed, eval_set is not None)
         if spec.gradient_checkpointing:
             model.language_model.config.use_cache = False
-        trainer = Trainer(model=model, args=args, train_dataset=stage_sets[stage.name], eval_dataset=eval_set,
-                          data_collator=Collator(processor), processing_class=processor.tokenizer)
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=stage_sets[stage.name],
+            eval_dataset=eval_set,
+            data_collator=Collator(processor),
+            processing_class=processor.tokenizer,
+        )
         checkpoint = last_complete_checkpoint(stage_dir) if resume else None
         result = trainer.train(resume_from_checkpoint=checkpoint)
         if trainer.is_world_process_zero():
             save_checkpoint(model, done, tokenizer=processor.tokenizer)
-            (stage_dir / "train_result.json").write_text(json.dumps(
-                {"stage": stage.name, "metrics": result.metrics, "training": dataclasses.asdict(spec)}, indent=2))
+            (stage_dir / "train_result.json").write_text(
+                json.dumps(
+                    {"stage": stage.name, "metrics": result.metrics, "training": dataclasses.asdict(spec)},
+                    indent=2,
+                )
+            )
         trainer.accelerator.wait_for_everyone()
     model.config.use_cache = True
     if PartialState().is_main_process:

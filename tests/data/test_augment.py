@@ -16,7 +16,10 @@ def _sample() -> Sample:
     mask = np.zeros((40, 60), dtype=bool)
     mask[20:30, 40:50] = True
     pixels[mask] = (255, 0, 0)
-    turns = [{"from": "human", "value": "Is <region1> left of <region2>?"}, {"from": "gpt", "value": "Left, yes."}]
+    turns = [
+        {"from": "human", "value": "Is <region1> left of <region2>?"},
+        {"from": "gpt", "value": "Left, yes."},
+    ]
     return Sample(Image.fromarray(pixels), [Box(10, 5, 20, 15), Mask(mask), Point(15, 10, 2)], turns)
 
 

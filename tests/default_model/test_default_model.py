@@ -24,7 +24,9 @@ def category_questions(tmp_path_factory):
     """50 fixed category questions of the RegionWorld test split (seed 0, as the model was evaluated)."""
     root = tmp_path_factory.mktemp("rw")
     generate_regionworld(root, n_train=0, n_val=0, n_test=50, n_comp=0, seed=0, progress=False)
-    records = [r for r in read_jsonl(root / "test.jsonl") if r.task is not None and r.task.value == "category"]
+    records = [
+        r for r in read_jsonl(root / "test.jsonl") if r.task is not None and r.task.value == "category"
+    ]
     assert len(records) >= 50
     return root, records[:50]
 
@@ -37,7 +39,9 @@ def test_shipped_weights_are_small_and_hold_no_frozen_parts():
 
     with safe_open(str(folder / "model.safetensors"), "pt") as weights:
         keys = list(weights.keys())
-    assert keys and not any(k.startswith(("vision_tower", "language_model")) and "lora_" not in k for k in keys)
+    assert keys and not any(
+        k.startswith(("vision_tower", "language_model")) and "lora_" not in k for k in keys
+    )
 
 
 def test_default_model_names_the_category_of_most_test_objects(default_model, category_questions):

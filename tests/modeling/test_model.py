@@ -8,7 +8,10 @@ import torch
 from regiongpt.modeling.configuration import preset_config
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 
-CONV = [{"from": "human", "value": "What is <region1> next to <region2>?"}, {"from": "gpt", "value": "a red cat"}]
+CONV = [
+    {"from": "human", "value": "What is <region1> next to <region2>?"},
+    {"from": "gpt", "value": "a red cat"},
+]
 BOXES = [[0, 0, 20, 20], [10, 10, 50, 40]]
 
 
@@ -35,10 +38,17 @@ def test_sparse_loss_equals_the_language_models_own_loss(tiny_factory, rgb_image
     batch = processor([CONV, CONV[:1] + [{"from": "gpt", "value": "no"}]], [rgb_image] * 2, [BOXES, BOXES])
     with torch.no_grad():
         ours = model(**batch).loss
-        embeds = model.embed_inputs(batch["input_ids"], batch["pixel_values"], batch["region_boxes"],
-                                    batch["region_masks"], batch["region_image_index"], batch["region_token_index"])
-        reference = model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                                         labels=batch["labels"]).loss
+        embeds = model.embed_inputs(
+            batch["input_ids"],
+            batch["pixel_values"],
+            batch["region_boxes"],
+            batch["region_masks"],
+            batch["region_image_index"],
+            batch["region_token_index"],
+        )
+        reference = model.language_model(
+            inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]
+        ).loss
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
 
 
@@ -75,7 +85,10 @@ def test_batched_generation_equals_single_sample_generation(tiny_factory, rgb_im
     model, processor = tiny_factory(seed=3, text_overrides={"tie_word_embeddings": False})
     _sharp(model)
     questions = [
-        ([{"role": "user", "content": "Describe <region1> and <region2> and <region3>."}], [[0, 0, 20, 20], [5, 5, 60, 50], [40, 10, 79, 59]]),
+        (
+            [{"role": "user", "content": "Describe <region1> and <region2> and <region3>."}],
+            [[0, 0, 20, 20], [5, 5, 60, 50], [40, 10, 79, 59]],
+        ),
         ([{"role": "user", "content": "What is in the image?"}], []),
         ([{"role": "user", "content": "What is <region1>?"}], [[10, 10, 30, 30]]),
     ]
@@ -85,8 +98,13 @@ def test_batched_generation_equals_single_sample_generation(tiny_factory, rgb_im
         batch = processor([conv], [rgb_image], [regions], add_generation_prompt=True)
         batch.pop("labels")
         singles.append(model.generate(**batch, **kwargs)[0].tolist())
-    batch = processor([q[0] for q in questions], [rgb_image] * 3, [q[1] for q in questions],
-                      add_generation_prompt=True, padding_side="left")
+    batch = processor(
+        [q[0] for q in questions],
+        [rgb_image] * 3,
+        [q[1] for q in questions],
+        add_generation_prompt=True,
+        padding_side="left",
+    )
     batch.pop("labels")
     batched = model.generate(**batch, **kwargs).tolist()
     assert len({tuple(s) for s in singles}) > 1, "degenerate model: all answers equal"
@@ -124,7 +142,9 @@ def test_region_overrides_extend_a_checkpoint_and_refuse_what_does_not_fit(tiny_
     state = load_file(str(weights))
     lost = next(k for k in state if k.startswith("region_encoder."))
     save_file({k: v for k, v in state.items() if k != lost}, str(weights))
-    with pytest.raises(ValueError, match=f"lacks weights: \\['{lost}'\\]"):  # an override excuses only its own new weights
+    with pytest.raises(
+        ValueError, match=f"lacks weights: \\['{lost}'\\]"
+    ):  # an override excuses only its own new weights
         load_checkpoint(tmp_path / "ckpt", region_overrides={"box_embedding": True})
 
 

@@ -49,12 +49,16 @@ def test_efficientnet_feature_maps_have_strides_8_16_32():
 
 def test_smollm2_knows_the_capital_of_france(smollm2):
     model, tokenizer = smollm2
-    messages = [{"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "What is the capital of France?"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
-    answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer
 
 
@@ -63,7 +67,8 @@ def test_smollm2_template_without_system_message_inserts_a_long_default(smollm2)
     _, tokenizer = smollm2
     bare = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     short = tokenizer.apply_chat_template(
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], tokenize=False)
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], tokenize=False
+    )
     assert len(tokenizer(bare)["input_ids"]) - len(tokenizer(short)["input_ids"]) >= 10
     assert tokenizer.pad_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
 

@@ -22,24 +22,32 @@ def _box_region(box, size: int = 64) -> RegionInputs:
 
 def test_mask_pooling_equals_hand_computed_mean():
     torch.manual_seed(0)
-    config = RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0)
+    config = RegionEncoderConfig(
+        type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0
+    )
     encoder = RegionGPTEncoder(config, [4], 4, 64)
     fmap = torch.randn(1, 4, 8, 8)
     mask = torch.zeros(1, 64, 64)
     mask[0, 8:24, 16:40] = 1  # exactly feature cells rows 1..2, cols 2..4 (8 px per cell)
-    features, _ = encoder(_features(fmap), RegionInputs(torch.tensor([[16.0, 8, 40, 24]]), mask, torch.tensor([0])))
+    features, _ = encoder(
+        _features(fmap), RegionInputs(torch.tensor([[16.0, 8, 40, 24]]), mask, torch.tensor([0]))
+    )
     expected = fmap[0, :, 1:3, 2:5].mean(dim=(1, 2))
     torch.testing.assert_close(features[0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_mask_pooling_weights_partial_cells_softly():
-    config = RegionEncoderConfig(type="regiongpt", hidden_size=1, feature_levels=[0], refine=False, image_token_grid=0)
+    config = RegionEncoderConfig(
+        type="regiongpt", hidden_size=1, feature_levels=[0], refine=False, image_token_grid=0
+    )
     encoder = RegionGPTEncoder(config, [1], 1, 64)
     fmap = torch.zeros(1, 1, 8, 8)
     fmap[0, 0, 0, 0], fmap[0, 0, 0, 1] = 1.0, 3.0
     mask = torch.zeros(1, 64, 64)
     mask[0, 0:8, 0:12] = 1  # all of cell (0,0), half of cell (0,1)
-    features, _ = encoder(_features(fmap), RegionInputs(torch.tensor([[0.0, 0, 12, 8]]), mask, torch.tensor([0])))
+    features, _ = encoder(
+        _features(fmap), RegionInputs(torch.tensor([[0.0, 0, 12, 8]]), mask, torch.tensor([0]))
+    )
     assert abs(features[0, 0].item() - (1.0 * 1 + 3.0 * 0.5) / 1.5) < 1e-5
 
 
@@ -62,8 +70,16 @@ def test_regiongpt_token_depends_on_inside_not_far_outside():
 
 def test_gpt4roi_token_changes_with_features_inside_the_box():
     torch.manual_seed(0)
-    config = RegionEncoderConfig(type="gpt4roi", hidden_size=16, feature_levels=[0, 1], level_sizes=[8, 4],
-                                 group_norm_groups=4, roi_output_size=2, fuse_rounds=1, image_token_grid=0)
+    config = RegionEncoderConfig(
+        type="gpt4roi",
+        hidden_size=16,
+        feature_levels=[0, 1],
+        level_sizes=[8, 4],
+        group_norm_groups=4,
+        roi_output_size=2,
+        fuse_rounds=1,
+        image_token_grid=0,
+    )
     encoder = GPT4RoIEncoder(config, [16, 16], 16, 64).eval()
     fmap = torch.randn(1, 16, 8, 8)
     features = VisionFeatures([fmap, fmap], [8.0, 8.0], fmap.permute(0, 2, 3, 1))
@@ -78,8 +94,16 @@ def test_gpt4roi_token_changes_with_features_inside_the_box():
 
 def test_scale_shuffle_takes_the_documented_channel_slices():
     """Level l's fuse input: [own 0:W/2 | coarser 3W/4:W | finer W/2:3W/4] (DESIGN section 8)."""
-    config = RegionEncoderConfig(type="gpt4roi", hidden_size=8, feature_levels=[0, 1], level_sizes=[4, 2],
-                                 group_norm_groups=1, roi_output_size=2, fuse_rounds=1, image_token_grid=0)
+    config = RegionEncoderConfig(
+        type="gpt4roi",
+        hidden_size=8,
+        feature_levels=[0, 1],
+        level_sizes=[4, 2],
+        group_norm_groups=1,
+        roi_output_size=2,
+        fuse_rounds=1,
+        image_token_grid=0,
+    )
     encoder = GPT4RoIEncoder(config, [8, 8], 8, 64)
     captured = []
     conv = encoder.fuse_convs[0]["conv"]
@@ -106,7 +130,9 @@ class _Passthrough(torch.nn.Module):
 
 def test_box_embedding_starts_as_a_no_op_and_then_tells_equal_looking_regions_apart():
     torch.manual_seed(0)
-    plain = RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0)
+    plain = RegionEncoderConfig(
+        type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0
+    )
     with_geometry = RegionEncoderConfig(**{**plain.to_dict(), "box_embedding": True})
     encoder = RegionGPTEncoder(with_geometry, [4], 4, 64)
     fmap = torch.ones(1, 4, 8, 8)  # a uniform map: pooling alone cannot tell regions apart
@@ -114,7 +140,9 @@ def test_box_embedding_starts_as_a_no_op_and_then_tells_equal_looking_regions_ap
     pooled, _ = RegionGPTEncoder(plain, [4], 4, 64)(_features(fmap), small)
     start, _ = encoder(_features(fmap), small)
     torch.testing.assert_close(start, pooled)  # zero-initialised output layer
-    torch.testing.assert_close(encoder.geometry(large), torch.tensor([[0.25, 0.25, 1.0, 1.0, 0.5625, 0.5625]]))
+    torch.testing.assert_close(
+        encoder.geometry(large), torch.tensor([[0.25, 0.25, 1.0, 1.0, 0.5625, 0.5625]])
+    )
     torch.nn.init.normal_(encoder.box_embed[-1].weight)
     a, _ = encoder(_features(fmap), small)
     b, _ = encoder(_features(fmap), large)

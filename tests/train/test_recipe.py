@@ -72,14 +72,32 @@ def test_paper_recipes_follow_the_papers():
 def test_deepspeed_configs_match_the_schema_we_rely_on(name):
     """DeepSpeed is not installed in CI: check the keys and value types its config schema takes."""
     config = json.loads((ROOT / "configs" / "deepspeed" / name).read_text())
-    allowed = {"bf16", "fp16", "zero_optimization", "gradient_accumulation_steps", "gradient_clipping",
-               "train_batch_size", "train_micro_batch_size_per_gpu", "optimizer", "scheduler"}
+    allowed = {
+        "bf16",
+        "fp16",
+        "zero_optimization",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "optimizer",
+        "scheduler",
+    }
     assert set(config) <= allowed
     zero = config["zero_optimization"]
     assert zero["stage"] == int(name[4])
-    zero_keys = {"stage", "overlap_comm", "contiguous_gradients", "reduce_bucket_size", "allgather_bucket_size",
-                 "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
-                 "stage3_gather_16bit_weights_on_model_save", "offload_optimizer", "offload_param"}
+    zero_keys = {
+        "stage",
+        "overlap_comm",
+        "contiguous_gradients",
+        "reduce_bucket_size",
+        "allgather_bucket_size",
+        "stage3_prefetch_bucket_size",
+        "stage3_param_persistence_threshold",
+        "stage3_gather_16bit_weights_on_model_save",
+        "offload_optimizer",
+        "offload_param",
+    }
     assert set(zero) <= zero_keys
     for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
         assert config[key] == "auto" or isinstance(config[key], int)

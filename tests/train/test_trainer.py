@@ -28,8 +28,15 @@ def tiny_setup(tiny_factory, tmp_path, rgb_image):
     RegionGPT(model, processor).save_pretrained(tmp_path / "init")
     Image.fromarray(rgb_image).save(tmp_path / "img.png")
     records = [
-        {"id": str(i), "image": "img.png", "regions": [{"box": [i, i, 20 + 3 * i, 30]}],
-         "conversations": [{"from": "human", "value": f"Is <region1> number {i}?"}, {"from": "gpt", "value": "yes" if i % 2 else "no"}]}
+        {
+            "id": str(i),
+            "image": "img.png",
+            "regions": [{"box": [i, i, 20 + 3 * i, 30]}],
+            "conversations": [
+                {"from": "human", "value": f"Is <region1> number {i}?"},
+                {"from": "gpt", "value": "yes" if i % 2 else "no"},
+            ],
+        }
         for i in range(4)
     ]
     write_jsonl(tmp_path / "train.jsonl", records)
@@ -42,8 +49,15 @@ def _recipe(root: Path, out: str, batch_size: int, steps: int = 2, **training) -
         "data": {"train": str(root / "train.jsonl")},
         "output_dir": str(root / out),
         "seed": 1,
-        "training": {"batch_size": batch_size, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                     "lr_scheduler": "constant", "logging_steps": 1, "save_steps": 1, **training},
+        "training": {
+            "batch_size": batch_size,
+            "learning_rate": 1e-2,
+            "warmup_ratio": 0.0,
+            "lr_scheduler": "constant",
+            "logging_steps": 1,
+            "save_steps": 1,
+            **training,
+        },
         "stages": [{"name": "s1", "trainable": ["region_encoder", "region_projector"], "max_steps": steps}],
     }
 
@@ -66,10 +80,18 @@ def test_a_later_stage_widens_lora_keeping_the_trained_adapters(tiny_setup):
     recipe = _recipe(tiny_setup, "run", batch_size=4)
     lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
     recipe["stages"] = [
-        {"name": "qv", "trainable": ["region_projector"], "lora": {**lora, "target_modules": ["q_proj", "v_proj"]},
-         "max_steps": 2},
-        {"name": "qkvo", "trainable": ["region_projector"],
-         "lora": {**lora, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}, "max_steps": 2},
+        {
+            "name": "qv",
+            "trainable": ["region_projector"],
+            "lora": {**lora, "target_modules": ["q_proj", "v_proj"]},
+            "max_steps": 2,
+        },
+        {
+            "name": "qkvo",
+            "trainable": ["region_projector"],
+            "lora": {**lora, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+            "max_steps": 2,
+        },
     ]
     final = run_recipe(parse_recipe(recipe))
     first, second = _weights(tiny_setup / "run" / "qv" / "final"), _weights(final)
@@ -77,14 +99,29 @@ def test_a_later_stage_widens_lora_keeping_the_trained_adapters(tiny_setup):
     assert {k for k in first if "lora_" in k} < {k for k in second if "lora_" in k}
     assert any(not torch.equal(first[k], second[k]) for k in first if "q_proj.lora_B" in k)  # trained on
     assert any(second[k].abs().sum() > 0 for k in second if "k_proj.lora_B" in k)  # new ones trained too
-    assert RegionGPT.from_pretrained(final).model.config.lora["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert RegionGPT.from_pretrained(final).model.config.lora["target_modules"] == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+    ]
 
 
 def test_a_stage_cannot_change_lora_rank(tiny_setup):
     recipe = _recipe(tiny_setup, "run", batch_size=4, steps=1)
     recipe["stages"] = [
-        {"name": "r4", "trainable": ["region_projector"], "lora": {"r": 4, "target_modules": ["q_proj"]}, "max_steps": 1},
-        {"name": "r8", "trainable": ["region_projector"], "lora": {"r": 8, "target_modules": ["q_proj"]}, "max_steps": 1},
+        {
+            "name": "r4",
+            "trainable": ["region_projector"],
+            "lora": {"r": 4, "target_modules": ["q_proj"]},
+            "max_steps": 1,
+        },
+        {
+            "name": "r8",
+            "trainable": ["region_projector"],
+            "lora": {"r": 8, "target_modules": ["q_proj"]},
+            "max_steps": 1,
+        },
     ]
     with pytest.raises(ValueError, match="'r': 8.*cannot continue the model's LoRA"):
         run_recipe(parse_recipe(recipe))
@@ -106,8 +143,17 @@ def test_two_process_ddp_matches_single_process_on_the_same_global_batch(tiny_se
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": root}
     worker = Path(__file__).with_name("ddp_worker.py")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(worker), str(recipe), str(tiny_setup)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(worker),
+        str(recipe),
+        str(tiny_setup),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ddp = _weights(tiny_setup / "ddp" / "final")
@@ -133,8 +179,16 @@ def test_paper_recipes_dry_run_with_tiny_configs_and_data(tiny_setup, name):
     values["model"] = {"init_from": str(tiny_setup / "init")}
     values["data"] = {"train": str(tiny_setup / "train.jsonl")}
     values["output_dir"] = str(tiny_setup / name)
-    values["training"].update(fsdp=None, fsdp_config=None, deepspeed=None, bf16=False, batch_size=2,
-                              gradient_accumulation_steps=1, save_steps=10, warmup_ratio=0.0)
+    values["training"].update(
+        fsdp=None,
+        fsdp_config=None,
+        deepspeed=None,
+        bf16=False,
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        save_steps=10,
+        warmup_ratio=0.0,
+    )
     for stage in values["stages"]:
         stage["max_steps"] = 1
         stage.pop("train", None)

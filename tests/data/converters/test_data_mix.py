@@ -100,7 +100,9 @@ def test_mix_rewrites_paths_of_sources_with_a_root_relative_to_the_output(tmp_pa
     # written into a source's root, that source's paths stay as they were
     write_mix(mix, tmp_path / "world" / "mixed.jsonl", shuffle=False)
     assert [r.image for r in read_jsonl(tmp_path / "world" / "mixed.jsonl")][::2][:3] == [
-        "images/0.png", str(tmp_path / "elsewhere.png"), "../photos/images/0.png"
+        "images/0.png",
+        str(tmp_path / "elsewhere.png"),
+        "../photos/images/0.png",
     ]
 
 
