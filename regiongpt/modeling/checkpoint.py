@@ -85,23 +85,53 @@ def extend_lora(model: RegionGPTForConditionalGeneration, lora: dict) -> None:
 
 
 def build_model(
-    config: RegionGPTConfig, dtype: torch.dtype = torch.float32
+    config: RegionGPTConfig,
+    dtype: torch.dtype = torch.float32,
+    language_model: nn.Module | None = None,
 ) -> RegionGPTForConditionalGeneration:
-    """A model for ``config``: pretrained parts loaded, everything else freshly initialised."""
+    """A model for ``config``: pretrained parts loaded, everything else freshly initialised
+    (``language_model``: one already built, e.g. by :func:`stored_language_model`)."""
     parts = config.pretrained_parts
     unknown = sorted(set(parts) - {"vision_tower", "language_model"})
     if unknown:
         raise ValueError(f"pretrained_parts may name vision_tower and language_model, got {unknown}")
     tower = load_vision_tower(config, parts.get("vision_tower")) if "vision_tower" in parts else None
-    language_model = (
-        load_language_model(parts["language_model"], dtype) if "language_model" in parts else None
-    )
+    if language_model is None and "language_model" in parts:
+        language_model = load_language_model(parts["language_model"], dtype)
     model = RegionGPTForConditionalGeneration(config, vision_tower=tower, language_model=language_model)
     if config.lora:
         lora = config.lora
         config.lora = None
         apply_lora(model, lora)
     return model.to(dtype)
+
+
+def stored_language_model(
+    config: RegionGPTConfig, state: dict[str, torch.Tensor], dtype: torch.dtype
+) -> nn.Module | None:
+    """The language model made straight from a checkpoint's weights ``state``, or ``None`` when
+    the checkpoint does not store it (a pretrained part).
+
+    transformers builds it on the meta device and loads into that, so a converted 7B checkpoint
+    is never randomly initialised in float32 first (minutes and ~28 GB). Base weights under LoRA
+    (``base_model.model.*.base_layer.weight``) map back to the plain model's names."""
+    if "language_model" in config.pretrained_parts:
+        return None
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    prefix = "language_model."
+    lm_state = {}
+    for key, tensor in state.items():
+        if not key.startswith(prefix) or "lora_" in key:
+            continue
+        name = key[len(prefix) :]
+        if config.lora:
+            name = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        lm_state[name] = tensor
+    if not lm_state:
+        return None
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config.text_config)]
+    return model_class.from_pretrained(None, config=config.text_config, state_dict=lm_state, dtype=dtype)
 
 
 def _from_pretrained_part(key: str, parts: dict[str, str]) -> bool:
@@ -183,8 +213,8 @@ def load_checkpoint(
     config = RegionGPTConfig.from_pretrained(path)
     saved_region = config.region
     config.override_region(region_overrides or {})
-    model = build_model(config, dtype)
     state = load_file(str(path / WEIGHTS_NAME))
+    model = build_model(config, dtype, language_model=stored_language_model(config, state, dtype))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shapes differ: the override changed a trained layer

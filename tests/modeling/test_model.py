@@ -148,6 +148,29 @@ def test_region_overrides_extend_a_checkpoint_and_refuse_what_does_not_fit(tiny_
         load_checkpoint(tmp_path / "ckpt", region_overrides={"box_embedding": True})
 
 
+def test_a_stored_language_model_loads_from_the_checkpoint_and_a_lost_weight_is_an_error(
+    tiny_factory, tmp_path
+):
+    from safetensors.torch import load_file, save_file
+
+    from regiongpt.modeling.checkpoint import apply_lora, load_checkpoint, stored_language_model
+
+    model, _ = tiny_factory()
+    apply_lora(model, {"r": 2, "target_modules": ["q_proj"]})
+    model.save_pretrained(tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    state = load_file(str(weights))
+    built = stored_language_model(model.config, state, torch.float32)  # base names, LoRA left out
+    assert not any("lora_" in name for name in built.state_dict())
+    ids = torch.arange(3, 11)[None]
+    with torch.no_grad():  # LoRA B starts at zero: the base model alone answers the same
+        torch.testing.assert_close(built(input_ids=ids).logits, model.language_model(input_ids=ids).logits)
+    lost = next(k for k in state if k.startswith("language_model.") and "layers.1.mlp" in k)
+    save_file({k: v for k, v in state.items() if k != lost}, str(weights))
+    with pytest.raises(ValueError, match=f"lacks weights: \\['{lost}'\\]"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
 @pytest.mark.parametrize("name", ["gpt4roi", "regiongpt"])
 def test_7b_presets_build_on_meta_device(name):
     config = preset_config(name)
