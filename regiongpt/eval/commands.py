@@ -62,15 +62,28 @@ def regionworld(
     out: Out,
     model: Model = "default",
     split: Annotated[str, typer.Option(help="test | test_comp | val")] = "test",
+    task: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Only this task (category, brief, detailed, relation, yes_no, choose_region, "
+            "multiple_choice); repeatable (default: all)."
+        ),
+    ] = None,
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.regionworld import SPLITS, evaluate_regionworld
+    from regiongpt.tasks import Task
 
     if split not in SPLITS:
         raise _fail(f"unknown RegionWorld split {split!r}; choose one of {list(SPLITS)}")
+    for name in task or []:
+        try:
+            Task.parse(name)
+        except ValueError as error:
+            raise _fail(str(error)) from None
     if not (data / f"{split}.jsonl").is_file():
         raise _fail(f"no {split}.jsonl in {data}: generate it with `regiongpt data regionworld`")
     _run(
@@ -80,6 +93,7 @@ def regionworld(
         out,
         data=data,
         split=split,
+        tasks=task,
         limit=limit,
         batch_size=batch_size,
         progress=progress,

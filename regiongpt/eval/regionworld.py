@@ -18,6 +18,7 @@ multiple_choice           parsed option letter equals the reference, by attribut
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,14 +163,19 @@ def evaluate_regionworld(
     batch_size: int = 16,
     progress: bool = True,
     model_name: str | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run and score ``<data>/<split>.jsonl`` (a folder written by ``regiongpt data regionworld``);
-    writes predictions, metrics and a report under ``out``."""
+    writes predictions, metrics and a report under ``out``. ``tasks``: only these (default all;
+    ``limit`` then counts their questions)."""
     if split not in SPLITS:
         raise ValueError(f"unknown RegionWorld split {split!r}; choose one of {list(SPLITS)}")
+    chosen = sorted({Task.parse(t) for t in tasks}, key=list(Task).index) if tasks else None
     data = Path(data)
-    items = load_items(data / f"{split}.jsonl", max_new_tokens=MAX_NEW_TOKENS)
+    items = load_items(data / f"{split}.jsonl", chosen, max_new_tokens=MAX_NEW_TOKENS)
     config = {"model": model_name, "data": str(data), "split": split}
+    if chosen:
+        config["tasks"] = ",".join(t.value for t in chosen)
     return run_benchmark(
         f"regionworld-{split}",
         engine,

@@ -142,3 +142,15 @@ def test_cli_regionworld_and_user_errors(world, tiny_factory, tmp_path, short_an
     assert len(bad_model.stderr.strip().splitlines()) == 1
     comp = runner.invoke(eval_app, [*args, "--split", "nope"])
     assert comp.exit_code == 2 and "unknown RegionWorld split" in comp.stderr
+    only = runner.invoke(
+        eval_app, [*args[:6], str(tmp_path / "only"), *args[7:], "--task", "category", "--task", "relation"]
+    )
+    assert only.exit_code == 0, only.output
+    rows = [json.loads(line) for line in (tmp_path / "only" / PREDICTIONS).open()]
+    assert len(rows) == 6 and {r["task"] for r in rows} <= {"category", "relation"}
+    assert "relation" in {r["task"] for r in rows}  # the first 6 of those two tasks, not of all tasks
+    saved = json.loads((tmp_path / "only" / METRICS).read_text())
+    assert saved["config"]["tasks"] == "category,relation"
+    assert set(saved["metrics"]) <= {"questions", "category", "relation"}
+    wrong = runner.invoke(eval_app, [*args, "--task", "colour"])
+    assert wrong.exit_code == 2 and "unknown task 'colour'" in wrong.stderr
