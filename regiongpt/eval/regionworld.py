@@ -7,8 +7,9 @@ category                  exact match (normalised) overall, by size and (test_co
                           compositional flag
 brief                     all four attributes right (strict parser, no extra word of a kind),
                           per attribute kind, by size
-detailed                  the first sentence's attribute words equal the reference's first
-                          sentence's; position named; BLEU-4 and CIDEr (java-free tokenizer)
+detailed                  the region's attributes (first word of each kind in the first
+                          sentence) equal the reference's, whatever the template; position
+                          named; BLEU-4 and CIDEr (java-free tokenizer)
 relation                  exact match, by relation kind (position / larger / overlap)
 choose_region             parsed "region K" equals the reference, by size
 yes_no                    accuracy, precision, recall, F1, yes-ratio per POPE split and overall
@@ -79,11 +80,16 @@ def _brief(items: list[EvalItem], preds: list[str]) -> dict[str, Any]:
     return out
 
 
+def described_attributes(caption: str) -> dict[str, str | None]:
+    """The first size, colour, texture and shape word of ``caption``'s first sentence (``None``
+    where a kind is missing): the described region's own attributes, whichever detailed template
+    the caption follows, since each names the region before its neighbour."""
+    found = parse_attributes(first_sentence(caption), VOCAB)
+    return {kind: words[0] if words else None for kind, words in found.items()}
+
+
 def _detailed(items: list[EvalItem], preds: list[str]) -> dict[str, Any]:
-    hits = [
-        parse_attributes(first_sentence(p), VOCAB) == parse_attributes(first_sentence(it.reference), VOCAB)
-        for p, it in zip(preds, items)
-    ]
+    hits = [described_attributes(p) == described_attributes(it.reference) for p, it in zip(preds, items)]
     out = _with_groups(hits, items, "size")
     out["first_sentence_attributes_correct"] = out.pop("accuracy")
     positions = [it.meta.get("position") for it in items]

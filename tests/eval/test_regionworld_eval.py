@@ -154,3 +154,24 @@ def test_cli_regionworld_and_user_errors(world, tiny_factory, tmp_path, short_an
     assert set(saved["metrics"]) <= {"questions", "category", "relation"}
     wrong = runner.invoke(eval_app, [*args, "--task", "colour"])
     assert wrong.exit_code == 2 and "unknown task 'colour'" in wrong.stderr
+
+
+def test_detailed_scores_the_region_attributes_whatever_the_template() -> None:
+    from regiongpt.eval.regionworld import described_attributes
+
+    reference = (
+        "In the upper left of the image there is a small yellow solid star, to the left of the white heart."
+    )
+    same = {"size": "small", "colour": "yellow", "texture": "solid", "shape": "star"}
+    assert described_attributes(reference) == same
+    assert described_attributes("This star is small, yellow and solid, in the upper left of the image. "
+                                "The nearest object is the white heart, right of it.") == same  # fmt: skip
+    assert described_attributes("A small yellow solid star in the upper left of the image.") == same
+    wrong_size = "A medium yellow solid star in the upper left of the image. It is left of the white heart."
+    assert described_attributes(wrong_size)["size"] == "medium"
+    assert described_attributes("A yellow star.") == {
+        "size": None,
+        "colour": "yellow",
+        "texture": None,
+        "shape": "star",
+    }
