@@ -19,7 +19,8 @@ HONESTY = (
     "The default model was trained on RegionWorld, procedural scenes of shapes (it names shape,\n"
     "colour, texture and size), and on regions of 8 photos that ship with scikit-image,\n"
     "scikit-learn and matplotlib, labelled with EfficientNet-Lite0's ImageNet class. On real photos\n"
-    "its category answers are such classes; its captions still speak of shapes."
+    "its category answers are such classes; its captions there are not to be trusted\n"
+    "(RegionWorld attribute words, sometimes an object name)."
 )
 
 
