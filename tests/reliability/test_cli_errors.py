@@ -29,7 +29,8 @@ def run(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-PROGRESS_BAR = re.compile(r"\s*\d+%\|[^|]*\| [^\]]*\]")  # tqdm's bar, printed while training runs
+# tqdm's bar with its optional label, printed while training runs or weights load ("Loading weights:")
+PROGRESS_BAR = re.compile(r"(?:[A-Za-z][A-Za-z ]*:)?\s*\d+%\|[^|]*\| [^\]]*\]")
 
 
 def assert_one_line_error(result, message: str) -> None:
