@@ -4,7 +4,7 @@ A checkpoint directory holds ``config.json`` (:class:`RegionGPTConfig`), ``model
 and the tokenizer files. Components named in ``config.pretrained_parts`` are loaded from their
 source (an offline registry name, a local path or a hub id) and their frozen weights are left
 out of ``model.safetensors`` (LoRA adapters on them are kept), so a checkpoint of the embedded
-default model is a few MB. Directories are written atomically (temporary directory + rename).
+default model is about 12 MB. Directories are written atomically (temporary directory + rename).
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def extend_lora(model: RegionGPTForConditionalGeneration, lora: dict) -> None:
             f"LoRA {lora} cannot continue the model's LoRA {present}: only a target_modules list that "
             "contains the present one may change"
         )
+    if any(getattr(module, "merged", False) for module in model.language_model.modules()):
+        model.language_model.unmerge_adapter()  # (from_pretrained merges) unload() would keep the merge
     trained = {k: v.detach().clone() for k, v in model.language_model.state_dict().items() if "lora_" in k}
     model.language_model = model.language_model.unload()  # the base model, adapters removed unmerged
     apply_lora(model, lora)
@@ -130,7 +132,11 @@ def stored_language_model(
         lm_state[name] = tensor
     if not lm_state:
         return None
-    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config.text_config)]
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(config.text_config), None)
+    if model_class is None:
+        raise ValueError(
+            f"no causal LM class in transformers for text_config {type(config.text_config).__name__}"
+        )
     return model_class.from_pretrained(None, config=config.text_config, state_dict=lm_state, dtype=dtype)
 
 

@@ -171,6 +171,34 @@ def test_a_stored_language_model_loads_from_the_checkpoint_and_a_lost_weight_is_
         load_checkpoint(tmp_path / "ckpt")
 
 
+@pytest.mark.parametrize("merged", [False, True])
+def test_extend_lora_keeps_the_trained_adapters_and_the_outputs(tiny_factory, merged):
+    from regiongpt.modeling.checkpoint import apply_lora, extend_lora
+
+    model, _ = tiny_factory()
+    lora = {"r": 2, "lora_alpha": 4, "lora_dropout": 0.0}
+    apply_lora(model, {**lora, "target_modules": ["q_proj", "v_proj"]})
+    with torch.no_grad():  # B starts at zero: make the adapters matter
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    trained = {k: v.clone() for k, v in model.language_model.state_dict().items() if "lora_" in k}
+    ids = torch.arange(3, 11)[None]
+    with torch.no_grad():
+        before = model.language_model(input_ids=ids).logits
+    if merged:  # as RegionGPT.from_pretrained leaves it
+        model.language_model.merge_adapter()
+    extend_lora(model, {**lora, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]})
+    state = model.language_model.state_dict()
+    assert any("k_proj.lora_A" in k for k in state) and model.config.lora["target_modules"][1] == "k_proj"
+    for key, tensor in trained.items():
+        torch.testing.assert_close(state[key], tensor, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model.language_model(input_ids=ids).logits, before)
+    with pytest.raises(ValueError, match="cannot continue the model's LoRA"):
+        extend_lora(model, {**lora, "target_modules": ["q_proj"]})
+
+
 @pytest.mark.parametrize("name", ["gpt4roi", "regiongpt"])
 def test_7b_presets_build_on_meta_device(name):
     config = preset_config(name)
