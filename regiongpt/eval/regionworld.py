@@ -7,9 +7,9 @@ category                  exact match (normalised) overall, by size and (test_co
                           compositional flag
 brief                     all four attributes right (strict parser, no extra word of a kind),
                           per attribute kind, by size
-detailed                  the region's attributes (first word of each kind in the first
-                          sentence) equal the reference's, whatever the template; position
-                          named; BLEU-4 and CIDEr (java-free tokenizer)
+detailed                  the region's attribute words (first sentence up to the neighbour)
+                          equal the reference's, whatever the template; position named;
+                          BLEU-4 and CIDEr (java-free tokenizer)
 relation                  exact match, by relation kind (position / larger / overlap)
 choose_region             parsed "region K" equals the reference, by size
 yes_no                    accuracy, precision, recall, F1, yes-ratio per POPE split and overall
@@ -19,6 +19,7 @@ multiple_choice           parsed option letter equals the reference, by attribut
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,18 +81,22 @@ def _brief(items: list[EvalItem], preds: list[str]) -> dict[str, Any]:
     return out
 
 
-def described_attributes(caption: str) -> dict[str, str | None]:
-    """The first size, colour, texture and shape word of ``caption``'s first sentence (``None``
-    where a kind is missing): the described region's own attributes, whichever detailed template
-    the caption follows, since each names the region before its neighbour."""
-    found = parse_attributes(first_sentence(caption), VOCAB)
-    return {kind: words[0] if words else None for kind, words in found.items()}
+#: Where a detailed caption's first sentence turns to the neighbour ("..., to the left of the white star").
+NEIGHBOUR_CLAUSE = re.compile(r"\b(?:to the left of|to the right of|above|below)\b")
+
+
+def described_attributes(caption: str) -> dict[str, list[str]]:
+    """Attribute words, by kind, of the region a RegionWorld detailed caption describes: its first
+    sentence up to where it turns to the neighbour, whichever template it follows (each names the
+    region first). A right answer has exactly the reference's one word of each kind."""
+    region_part = NEIGHBOUR_CLAUSE.split(first_sentence(caption), maxsplit=1)[0]
+    return parse_attributes(region_part, VOCAB)
 
 
 def _detailed(items: list[EvalItem], preds: list[str]) -> dict[str, Any]:
     hits = [described_attributes(p) == described_attributes(it.reference) for p, it in zip(preds, items)]
     out = _with_groups(hits, items, "size")
-    out["first_sentence_attributes_correct"] = out.pop("accuracy")
+    out["region_attributes_correct"] = out.pop("accuracy")
     positions = [it.meta.get("position") for it in items]
     out["position_named"] = _mean(
         [
