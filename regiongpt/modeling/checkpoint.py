@@ -116,7 +116,8 @@ def stored_language_model(
 
     transformers builds it on the meta device and loads into that, so a converted 7B checkpoint
     is never randomly initialised in float32 first (minutes and ~28 GB). Base weights under LoRA
-    (``base_model.model.*.base_layer.weight``) map back to the plain model's names."""
+    (``base_model.model.*.base_layer.weight``, ``*.original_module.*``) map back to the plain
+    model's names; adapters and trained copies load afterwards with the whole checkpoint."""
     if "language_model" in config.pretrained_parts:
         return None
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
@@ -124,11 +125,12 @@ def stored_language_model(
     prefix = "language_model."
     lm_state = {}
     for key, tensor in state.items():
-        if not key.startswith(prefix) or "lora_" in key:
+        if not key.startswith(prefix) or "lora_" in key or ".modules_to_save." in key:
             continue
         name = key[len(prefix) :]
-        if config.lora:
+        if config.lora:  # peft's wrappers: LoRA layers and modules_to_save copies
             name = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+            name = name.replace(".original_module.", ".")
         lm_state[name] = tensor
     if not lm_state:
         return None
