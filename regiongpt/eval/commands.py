@@ -75,15 +75,9 @@ def regionworld(
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.regionworld import SPLITS, evaluate_regionworld
-    from regiongpt.tasks import Task
 
     if split not in SPLITS:
         raise _fail(f"unknown RegionWorld split {split!r}; choose one of {list(SPLITS)}")
-    for name in task or []:
-        try:
-            Task.parse(name)
-        except ValueError as error:
-            raise _fail(str(error)) from None
     if not (data / f"{split}.jsonl").is_file():
         raise _fail(f"no {split}.jsonl in {data}: generate it with `regiongpt data regionworld`")
     _run(
