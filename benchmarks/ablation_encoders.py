@@ -4,7 +4,7 @@ Each variant is the default model's first stage (EfficientNet-Lite0 + SmolLM2-13
 encoder and projectors trained, no LoRA) with the same data, seed, batch and step budget; then
 category and choose_region accuracy by object size on the first questions of the test split.
 
-    python benchmarks/ablation_encoders.py --data data/regionworld --steps 120 --questions 400 [--seed 1]
+    python benchmarks/ablation_encoders.py --data data/regionworld --steps 450 --questions 300 [--seed 1]
 
 Prints a table and writes ``benchmarks/results/ablation_encoders.json`` (docs/ablation.md).
 """
@@ -50,12 +50,12 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=Path("data/regionworld"))
     parser.add_argument("--recipe", type=Path, default=Path("recipes/default.yaml"))
-    parser.add_argument("--steps", type=int, default=120)
-    parser.add_argument("--questions", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=450)
+    parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument(
-        "--seed", type=int, default=0, help="training seed (results key: 'NAME seed=K' unless 0)"
+        "--seed", type=int, default=0, help="training seed (results key: 'NAME seed=K steps=S')"
     )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/ablation_encoders.json"))
     args = parser.parse_args()
@@ -63,9 +63,10 @@ def main() -> None:
     questions = eval_folder(args.data, args.out / "data")
     results = json.loads(args.json.read_text()) if args.json.is_file() else {}
     for name in args.variants:
+        run_name = f"{name}-seed{args.seed}-steps{args.steps}"
         region_config = json.dumps(VARIANTS[name])
         overrides = [
-            f"output_dir={args.out / f'{name}-seed{args.seed}'}",
+            f"output_dir={args.out / run_name}",
             f"seed={args.seed}",
             f"model.region_config={region_config}",
             f"stages=[{{name: regions, trainable: [region_encoder, region_projector, image_projector], "
@@ -78,10 +79,10 @@ def main() -> None:
         final = run_recipe(recipe)
         train_s = time.perf_counter() - start
         metrics = evaluate_regionworld(
-            ModelEngine.from_pretrained(str(final)), questions, args.out / f"{name}-seed{args.seed}-eval",
+            ModelEngine.from_pretrained(str(final)), questions, args.out / f"{run_name}-eval",
             limit=args.questions, model_name=name, progress=True,
         )  # fmt: skip
-        results[name if args.seed == 0 else f"{name} seed={args.seed}"] = {
+        results[f"{name} seed={args.seed} steps={args.steps}"] = {
             "region_config": VARIANTS[name],
             "seed": args.seed,
             "steps": args.steps,
@@ -91,7 +92,7 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(
-        f"{'variant':22s} {'train s':>8s}  "
+        f"{'variant':40s} {'train s':>8s}  "
         + "  ".join(f"{t + ' ' + s:>22s}" for t in TASKS for s in ("all", "small", "medium", "large"))
     )
     for name, row in results.items():
@@ -101,7 +102,7 @@ def main() -> None:
             sizes = m.get("by_size", {})
             cells += [m.get("accuracy"), *(sizes.get(s) for s in ("small", "medium", "large"))]
         print(
-            f"{name:22s} {row['train_seconds']:8.0f}  "
+            f"{name:40s} {row['train_seconds']:8.0f}  "
             + "  ".join(f"{'-' if c is None else f'{100 * c:.1f}':>22s}" for c in cells)
         )
     print(f"wrote {args.json}")

@@ -74,11 +74,14 @@ class RegionGPT:
         name_or_path: str | Path = DEFAULT_NAME,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
+        progress: bool = True,
     ) -> RegionGPT:
+        """Load ``"default"`` or a checkpoint directory; ``progress=False``: no loading bars."""
         from transformers import AutoTokenizer
 
         path = resolve_model_path(name_or_path)
-        model = RegionGPTForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
+        model = RegionGPTForConditionalGeneration.from_pretrained(path, dtype=dtype, progress=progress)
+        model = model.to(device)
         if model.config.lora:  # fold LoRA into the base weights; the adapter branch is skipped from then on
             model.language_model.merge_adapter()  # (the adapters stay, so saving still works)
         processor = RegionGPTProcessor.from_config(model.config, AutoTokenizer.from_pretrained(path))

@@ -43,13 +43,21 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _run(evaluate: Callable[..., dict[str, Any]], model: str, device: str, out: Path, **kwargs: Any) -> None:
+def _run(
+    evaluate: Callable[..., dict[str, Any]], model: str, device: str, out: Path, progress: bool, **kwargs: Any
+) -> None:
     """Call a benchmark with a lazily loaded model; print the report or one error line."""
     from regiongpt.eval.engine import ModelEngine
     from regiongpt.eval.harness import REPORT
 
     try:
-        evaluate(lambda: ModelEngine.from_pretrained(model, device), out=out, model_name=model, **kwargs)
+        evaluate(
+            lambda: ModelEngine.from_pretrained(model, device, progress=progress),
+            out=out,
+            model_name=model,
+            progress=progress,
+            **kwargs,
+        )
     except (FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from None
     typer.echo((out / REPORT).read_text(encoding="utf-8"), nl=False)

@@ -61,11 +61,13 @@ class ModelEngine:
         self.model = model
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str = "default", device: str = "auto") -> ModelEngine:
+    def from_pretrained(
+        cls, name_or_path: str = "default", device: str = "auto", progress: bool = True
+    ) -> ModelEngine:
         """Load a model (float32); ``device="auto"`` picks CUDA when available, else CPU."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(RegionGPT.from_pretrained(name_or_path, device=device))
+        return cls(RegionGPT.from_pretrained(name_or_path, device=device, progress=progress))
 
     @property
     def name(self) -> str:

@@ -22,7 +22,11 @@ from torch import nn
 from regiongpt.atomic import replace_directory
 from regiongpt.modeling.configuration import RegionGPTConfig
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
-from regiongpt.modeling.pretrained import efficientnet_lite0_weights, load_language_model
+from regiongpt.modeling.pretrained import (
+    efficientnet_lite0_weights,
+    load_language_model,
+    transformers_progress_bars,
+)
 from regiongpt.modeling.region_encoders import build_region_encoder
 from regiongpt.modeling.vision import EfficientNetLiteTower, HFVisionTower, build_vision_tower
 
@@ -205,14 +209,17 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | Path, dtype: torch.dtype = torch.float32, region_overrides: dict | None = None
+    path: str | Path,
+    dtype: torch.dtype = torch.float32,
+    region_overrides: dict | None = None,
+    progress: bool = True,
 ) -> RegionGPTForConditionalGeneration:
     """Load a checkpoint directory written by :func:`save_checkpoint`.
 
     ``region_overrides`` changes the saved region encoder settings first (e.g. ``{"box_embedding":
     True}`` to extend a trained model): region encoder weights that exist only with the change keep
     their initialisation (logged); any other missing weight, or one whose shape the change alters,
-    is a ValueError."""
+    is a ValueError. ``progress=False`` silences transformers' "Loading weights" bars."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a regiongpt checkpoint (no config.json)")
@@ -222,7 +229,8 @@ def load_checkpoint(
     saved_region = config.region
     config.override_region(region_overrides or {})
     state = load_file(str(path / WEIGHTS_NAME))
-    model = build_model(config, dtype, language_model=stored_language_model(config, state, dtype))
+    with transformers_progress_bars(progress):
+        model = build_model(config, dtype, language_model=stored_language_model(config, state, dtype))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shapes differ: the override changed a trained layer

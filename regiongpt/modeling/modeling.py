@@ -96,11 +96,13 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         save_checkpoint(self, save_directory, state_dict=state_dict)
 
     @classmethod
-    def from_pretrained(cls, path, *args, dtype: torch.dtype = torch.float32, **kwargs):
+    def from_pretrained(
+        cls, path, *args, dtype: torch.dtype = torch.float32, progress: bool = True, **kwargs
+    ):
         """Load a checkpoint directory written by :meth:`save_pretrained`."""
         from regiongpt.modeling.checkpoint import load_checkpoint
 
-        return load_checkpoint(path, dtype=dtype)
+        return load_checkpoint(path, dtype=dtype, progress=progress)
 
     # ----------------------------------------------------------------------------- components
     def get_input_embeddings(self) -> nn.Module:

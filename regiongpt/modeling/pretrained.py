@@ -15,13 +15,32 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import LlamaConfig
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@contextmanager
+def transformers_progress_bars(enabled: bool) -> Iterator[None]:
+    """Silence transformers' own bars ("Loading weights") inside the block when not ``enabled``.
+
+    transformers keeps one process-wide switch; it is restored on leaving, and ``enabled=True``
+    leaves it as the user set it."""
+    from transformers.utils import logging as hf_logging
+
+    if enabled or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def cache_root() -> Path:

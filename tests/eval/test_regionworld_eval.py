@@ -122,6 +122,7 @@ def test_cli_regionworld_and_user_errors(world, tiny_factory, tmp_path, short_an
     result = runner.invoke(eval_app, args)
     assert result.exit_code == 0, result.output
     assert "| metric | value |" in result.stdout
+    assert "Loading weights" not in result.stderr  # --no-progress reaches transformers' bar too
     assert len((out / PREDICTIONS).read_text().splitlines()) == 6
     missing = runner.invoke(eval_app, [*args[:4], str(tmp_path / "nowhere"), *args[5:]])
     assert missing.exit_code == 2 and missing.stderr.startswith("error: no test.jsonl")

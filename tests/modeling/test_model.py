@@ -171,6 +171,21 @@ def test_a_stored_language_model_loads_from_the_checkpoint_and_a_lost_weight_is_
         load_checkpoint(tmp_path / "ckpt")
 
 
+def test_progress_false_silences_transformers_loading_bar_and_restores_it(tiny_factory, tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    from regiongpt.modeling.checkpoint import load_checkpoint
+
+    model, _ = tiny_factory()  # random LM: stored in the checkpoint, loaded by from_pretrained
+    model.save_pretrained(tmp_path / "ckpt")
+    capfd.readouterr()
+    load_checkpoint(tmp_path / "ckpt", progress=False)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # the process-wide switch is back as it was
+    load_checkpoint(tmp_path / "ckpt")
+    assert "Loading weights" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("merged", [False, True])
 def test_extend_lora_keeps_the_trained_adapters_and_the_outputs(tiny_factory, merged):
     from regiongpt.modeling.checkpoint import apply_lora, extend_lora
