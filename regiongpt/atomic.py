@@ -16,6 +16,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _AT_FDCWD = -100
@@ -113,3 +115,30 @@ def replace_directory(built: Path, target: Path) -> None:
         raise
     fsync_path(target.parent)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextmanager
+def building_directory(target: str | Path, replaceable: Callable[[Path], bool]) -> Iterator[Path]:
+    """Build a directory beside ``target`` and put it in place only once the block finishes.
+
+    Yields a temporary sibling to write into; on leaving the block normally it replaces ``target``
+    (:func:`replace_directory`), on an error or interrupt it is removed and ``target`` is as it was.
+    An existing non-empty ``target`` for which ``replaceable(target)`` is false (e.g. not a data set
+    of the same kind) is a ValueError before anything is written."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not replaceable(target):
+        raise ValueError(
+            f"{target} is not empty and not a data set this command wrote; choose another output folder"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.building.", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    built.chmod(0o777 & ~umask)  # mkdtemp makes 0700 directories; follow the umask like mkdir() does
+    try:
+        yield built
+        replace_directory(built, target)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from regiongpt.atomic import write_text_atomic
+from regiongpt.atomic import building_directory, write_text_atomic
 from regiongpt.data.format import GPT, HUMAN, Record, write_jsonl
 from regiongpt.tasks import Task, build_question
 
@@ -147,14 +147,36 @@ def build_photo_regions(
 ) -> dict[str, Any]:
     """Write the data set to ``out`` and return its info. ``labeler.labels(crop, k)`` returns
     ``[(name, probability), ...]`` best first (e.g. :class:`~regiongpt.datagen.offline_teacher.
-    ImageNetLabeler`). The same seed, photos and labeler give the same files."""
-    from tqdm import tqdm
+    ImageNetLabeler`). The same seed, photos and labeler give the same files.
 
+    The folder is built beside ``out`` and replaces it only when complete (an error leaves the
+    previous one whole); a non-empty ``out`` that is not such a data set is a ValueError."""
     config = config or PhotoRegionConfig()
-    out = Path(out)
     images = load_photos(photos)
     if not images:
         raise ValueError("no photo could be loaded: install scikit-image, scikit-learn or matplotlib")
+    with building_directory(out, replaceable=_is_photo_regions) as folder:
+        return _build_into(folder, images, labeler, seed, config, progress)
+
+
+def _is_photo_regions(folder: Path) -> bool:
+    try:
+        info = json.loads((folder / "info.json").read_text())
+        return isinstance(info, dict) and {"teacher", "photos", "boxes_drawn"} <= info.keys()
+    except (OSError, ValueError):
+        return False
+
+
+def _build_into(
+    out: Path,
+    images: dict[str, Image.Image],
+    labeler: Any,
+    seed: int,
+    config: PhotoRegionConfig,
+    progress: bool,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
     (out / "images").mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[Record]] = {"train": [], "test": []}
     drawn = 0

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from regiongpt.atomic import write_text_atomic
+from regiongpt.atomic import building_directory, write_text_atomic
 from regiongpt.data.format import write_jsonl
 from regiongpt.tasks import Task
 
@@ -475,11 +475,36 @@ def generate_regionworld(
 ) -> dict[str, Any]:
     """Write ``images/<split>/*.png``, ``<split>.jsonl`` per split and ``info.json`` under
     ``out_dir``; returns the info dict. ``workers > 1`` renders in that many processes (same
-    output). Splits with 0 images are skipped."""
+    output). Splits with 0 images are skipped.
+
+    The folder is built beside ``out_dir`` and replaces it only when complete, so an error or an
+    interrupt leaves the previous data set (if any) whole; a non-empty ``out_dir`` that is not a
+    RegionWorld folder is a ValueError."""
+    config = config or RegionWorldConfig()
+    with building_directory(out_dir, replaceable=_is_regionworld) as out:
+        return _generate_into(out, n_train, n_val, n_test, n_comp, seed, config, workers, progress)
+
+
+def _is_regionworld(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "info.json").read_text())["generator"] == "regionworld"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _generate_into(
+    out: Path,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    n_comp: int,
+    seed: int,
+    config: RegionWorldConfig,
+    workers: int,
+    progress: bool,
+) -> dict[str, Any]:
     from regiongpt.data.regionworld_tasks import effective_rates
 
-    config = config or RegionWorldConfig()
-    out = Path(out_dir)
     sizes = {"train": n_train, "val": n_val, "test": n_test, "test_comp": n_comp}
     splits: dict[str, Any] = {}
     executor = ProcessPoolExecutor(workers) if workers > 1 else None

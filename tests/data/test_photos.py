@@ -98,3 +98,32 @@ def test_an_unknown_photo_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"unknown photo\(s\) \['skimage-moonn'\]"):
         build_photo_regions(tmp_path, BrightnessTeacher(), photos=["skimage-moonn"], progress=False)
     assert not (tmp_path / "train.jsonl").exists()
+
+
+def test_a_failed_run_leaves_the_previous_folder_whole(tmp_path):
+    out = tmp_path / "photos"
+    config = PhotoRegionConfig(boxes_per_photo=12, min_label_count=1)
+    build_photo_regions(
+        out, BrightnessTeacher(), seed=1, config=config, photos=["skimage-chelsea"], progress=False
+    )
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    class FailingTeacher(BrightnessTeacher):
+        def labels(self, crop, k):
+            if self.calls == 5:
+                raise RuntimeError("teacher crashed")
+            return super().labels(crop, k)
+
+    with pytest.raises(RuntimeError, match="teacher crashed"):
+        build_photo_regions(
+            out, FailingTeacher(), seed=2, config=config, photos=["skimage-chelsea"], progress=False
+        )
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["photos"]  # no temporary folder left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="is not empty and not a data set"):
+        build_photo_regions(
+            tmp_path / "mine", BrightnessTeacher(), photos=["skimage-chelsea"], progress=False
+        )
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

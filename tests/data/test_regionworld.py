@@ -342,3 +342,40 @@ def test_cli_json_summary(tmp_path: Path) -> None:
     assert (tmp_path / "train.jsonl").is_file() and (tmp_path / "images/test_comp/000000.png").is_file()
     bad = CliRunner().invoke(app, ["--out", str(tmp_path), "--n", "1", "--samples", "colour=1"])
     assert bad.exit_code != 0
+
+
+def test_the_folder_is_replaced_only_when_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from regiongpt.data import regionworld
+
+    out = tmp_path / "world"
+    small = {"n_train": 3, "n_val": 0, "n_test": 2, "n_comp": 0, "progress": False}
+    generate_regionworld(out, seed=1, **small)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    before = _digest(out)
+    real, calls = regionworld._generate_one, []
+
+    def fails_at_the_fourth_image(job):
+        calls.append(job)
+        if len(calls) == 4:
+            raise RuntimeError("disk full")
+        return real(job)
+
+    monkeypatch.setattr(regionworld, "_generate_one", fails_at_the_fourth_image)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate_regionworld(out, seed=2, **small)
+    assert _digest(out) == before  # the seed-1 set, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["world"]  # no temporary folder left
+    monkeypatch.setattr(regionworld, "_generate_one", real)
+    generate_regionworld(out, seed=2, **small)
+    assert _digest(out) != before and json.loads((out / "info.json").read_text())["seed"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["world"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="mine is not empty and not a data set this command wrote"):
+        generate_regionworld(mine, seed=1, **small)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
