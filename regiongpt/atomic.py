@@ -122,12 +122,17 @@ def building_directory(target: str | Path, replaceable: Callable[[Path], bool]) 
     """Build a directory beside ``target`` and put it in place only once the block finishes.
 
     Yields a temporary sibling to write into; on leaving the block normally it replaces ``target``
-    (:func:`replace_directory`), on an error or interrupt it is removed and ``target`` is as it was.
-    An existing non-empty ``target`` for which ``replaceable(target)`` is false (e.g. not a data set
-    of the same kind) is a ValueError before anything is written."""
-    target = Path(target)
+    (:func:`replace_directory`, so anything else in ``target`` goes), on an error or interrupt it is
+    removed and ``target`` is as it was (a killed process leaves a hidden ``.NAME.building.*``).
+    A non-empty ``target`` for which ``replaceable(target)`` is false (e.g. not a data set of the
+    same kind), the current directory and a mount point are ValueErrors before anything is written."""
+    target = Path(target).resolve()  # a symlink: build beside, and replace, the folder it names
     if target.exists() and not target.is_dir():
         raise ValueError(f"{target} exists and is not a directory")
+    if Path.cwd().resolve().is_relative_to(target):
+        raise ValueError(f"{target} is (or holds) the current directory; choose a folder below it")
+    if os.path.ismount(target):
+        raise ValueError(f"{target} is a mount point and cannot be replaced; choose a folder inside it")
     if target.is_dir() and any(target.iterdir()) and not replaceable(target):
         raise ValueError(
             f"{target} is not empty and not a data set this command wrote; choose another output folder"

@@ -533,7 +533,7 @@ def _generate_into(
             splits[split] = {"images": count, "samples": len(records), "tasks": per_task}
     finally:
         if executor:
-            executor.shutdown()
+            executor.shutdown(cancel_futures=True)  # on an error or Ctrl-C, queued scenes are dropped
     stats = shape_statistics(config.min_objects, config.max_objects)
     info = {
         "generator": "regionworld",

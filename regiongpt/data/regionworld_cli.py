@@ -102,17 +102,20 @@ def regionworld_command(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     start = time.perf_counter()
-    info = generate_regionworld(
-        out,
-        n_train=n,
-        n_val=n_val,
-        n_test=n_test,
-        n_comp=n_comp,
-        seed=seed,
-        config=config,
-        workers=workers,
-        progress=not quiet,
-    )
+    try:
+        info = generate_regionworld(
+            out,
+            n_train=n,
+            n_val=n_val,
+            n_test=n_test,
+            n_comp=n_comp,
+            seed=seed,
+            config=config,
+            workers=workers,
+            progress=not quiet,
+        )
+    except ValueError as error:  # e.g. --out names a folder that is not a RegionWorld data set
+        raise typer.BadParameter(str(error), param_hint="--out") from None
     seconds = time.perf_counter() - start
     if as_json:
         summary = {

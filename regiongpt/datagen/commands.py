@@ -77,6 +77,7 @@ def datagen_command(
     from regiongpt.datagen.pipeline import DatagenConfig, run_datagen
     from regiongpt.datagen.sources import coco_items, jsonl_items
     from regiongpt.datagen.teacher import TeacherError, TeacherOptions, make_teacher
+    from regiongpt.modeling.pretrained import transformers_progress_bars
 
     if (coco is None) == (regions is None):
         raise _fail(
@@ -110,12 +111,13 @@ def datagen_command(
             top_k=top_k,
             device=device,
         )
-        model = make_teacher(teacher, options)
-        summary = run_datagen(
-            items,
-            model,
-            DatagenConfig(out=out, context=context, filters=filters, progress=progress, limit=limit),
-        )
+        with transformers_progress_bars(progress):  # the teacher's and the filters' model loads
+            model = make_teacher(teacher, options)
+            summary = run_datagen(
+                items,
+                model,
+                DatagenConfig(out=out, context=context, filters=filters, progress=progress, limit=limit),
+            )
     except TeacherError as error:
         raise _fail(f"{error}; rerun the same command to resume") from None
     except (FileNotFoundError, ValueError, OSError) as error:

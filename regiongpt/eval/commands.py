@@ -49,15 +49,17 @@ def _run(
     """Call a benchmark with a lazily loaded model; print the report or one error line."""
     from regiongpt.eval.engine import ModelEngine
     from regiongpt.eval.harness import REPORT
+    from regiongpt.modeling.pretrained import transformers_progress_bars
 
     try:
-        evaluate(
-            lambda: ModelEngine.from_pretrained(model, device, progress=progress),
-            out=out,
-            model_name=model,
-            progress=progress,
-            **kwargs,
-        )
+        with transformers_progress_bars(progress):  # also the scorers' models (MiniLM for classify)
+            evaluate(
+                lambda: ModelEngine.from_pretrained(model, device, progress=progress),
+                out=out,
+                model_name=model,
+                progress=progress,
+                **kwargs,
+            )
     except (FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from None
     typer.echo((out / REPORT).read_text(encoding="utf-8"), nl=False)

@@ -29,8 +29,8 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def transformers_progress_bars(enabled: bool) -> Iterator[None]:
     """Silence transformers' own bars ("Loading weights") inside the block when not ``enabled``.
 
-    transformers keeps one process-wide switch; it is restored on leaving, and ``enabled=True``
-    leaves it as the user set it."""
+    transformers keeps one process-wide switch (shared with huggingface_hub's download bars); it is
+    switched back on when leaving, and ``enabled=True`` leaves it as it is."""
     from transformers.utils import logging as hf_logging
 
     if enabled or not hf_logging.is_progress_bar_enabled():

@@ -379,3 +379,12 @@ def test_the_folder_is_replaced_only_when_complete(tmp_path: Path, monkeypatch: 
     with pytest.raises(ValueError, match="mine is not empty and not a data set this command wrote"):
         generate_regionworld(mine, seed=1, **small)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_cli_refuses_a_folder_that_is_not_regionworld(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(regionworld_command)
+    (tmp_path / "notes.txt").write_text("keep")
+    result = CliRunner().invoke(app, ["--out", str(tmp_path), "--n", "1", "--quiet"])
+    assert result.exit_code == 2 and "not a data set this command wrote" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

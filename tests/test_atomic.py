@@ -1,0 +1,63 @@
+"""building_directory: a folder is replaced only when complete, and only where that is safe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from regiongpt.atomic import building_directory
+
+
+def _ours(folder: Path) -> bool:
+    return (folder / "ours.txt").is_file()
+
+
+def _build(target: Path, text: str) -> None:
+    with building_directory(target, replaceable=_ours) as folder:
+        (folder / "ours.txt").write_text(text)
+
+
+def test_an_error_inside_the_block_keeps_the_previous_folder(tmp_path: Path) -> None:
+    _build(tmp_path / "out", "first")
+    with (
+        pytest.raises(RuntimeError, match="midway"),
+        building_directory(tmp_path / "out", replaceable=_ours) as folder,
+    ):
+        (folder / "ours.txt").write_text("second")
+        raise RuntimeError("midway")
+    assert (tmp_path / "out" / "ours.txt").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    _build(tmp_path / "out", "second")
+    assert (tmp_path / "out" / "ours.txt").read_text() == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_symlink_keeps_pointing_at_the_replaced_folder(tmp_path: Path) -> None:
+    (tmp_path / "disk").mkdir()
+    _build(tmp_path / "disk" / "data", "first")
+    (tmp_path / "link").symlink_to(tmp_path / "disk" / "data")
+    _build(tmp_path / "link", "second")
+    assert (tmp_path / "link").is_symlink()
+    assert (tmp_path / "disk" / "data" / "ours.txt").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "link"]
+    assert [p.name for p in (tmp_path / "disk").iterdir()] == ["data"]
+
+
+def test_unsafe_targets_are_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="mine is not empty and not a data set"):
+        _build(tmp_path / "mine", "x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="file exists and is not a directory"):
+        _build(tmp_path / "file", "x")
+    _build(tmp_path / "here", "first")
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(ValueError, match="is \\(or holds\\) the current directory"):
+        _build(Path("."), "second")
+    assert (tmp_path / "here" / "ours.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "here", "mine"]
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
