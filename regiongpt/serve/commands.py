@@ -60,8 +60,19 @@ def serve_command(
     ] = None,
     allow_remote_urls: Annotated[
         bool,
-        typer.Option("--allow-remote-urls", help="Let image_url parts be http(s) URLs the server downloads."),
+        typer.Option(
+            "--allow-remote-urls",
+            help="Let image_url parts be http(s) URLs the server downloads (public addresses only, "
+            "unless --remote-url-host names the hosts).",
+        ),
     ] = False,
+    remote_url_host: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="With --allow-remote-urls: download only from this host (repeatable; may be a "
+            "private or loopback one)."
+        ),
+    ] = None,
     max_regions: Annotated[int, typer.Option(help="Most regions per request.")] = 32,
     max_batch_size: Annotated[int, typer.Option(help="Most requests answered in one batched pass.")] = 8,
     timeout: Annotated[float, typer.Option(help="Seconds before a request is answered 504.")] = 120.0,
@@ -90,6 +101,7 @@ def serve_command(
             port=port,
             api_key=api_key,
             allow_remote_urls=allow_remote_urls,
+            remote_url_hosts=tuple(remote_url_host or ()),
             max_regions=max_regions,
             max_batch_size=max_batch_size,
             request_timeout_s=timeout,

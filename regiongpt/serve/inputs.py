@@ -151,26 +151,9 @@ async def fetch_image_bytes(url: str, settings: ServerSettings) -> bytes:
             "URL (or start the server with --allow-remote-urls)",
             param="image_url",
         )
-    import httpx
+    from regiongpt.serve.remote import fetch_remote_image
 
-    limit = settings.max_body_bytes
-    try:
-        async with (
-            httpx.AsyncClient(timeout=settings.remote_timeout_s, follow_redirects=True) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise APIError(
-                    400, f"fetching the image URL failed: HTTP {response.status_code}", param="image_url"
-                )
-            data = bytearray()
-            async for piece in response.aiter_bytes():
-                data += piece
-                if len(data) > limit:
-                    raise APIError(400, f"the image at the URL exceeds {limit} bytes", param="image_url")
-    except httpx.HTTPError as error:
-        raise APIError(400, f"fetching the image URL failed: {error}", param="image_url") from None
-    return bytes(data)
+    return await fetch_remote_image(url, settings)
 
 
 def build_regions(specs: list[RegionSpec], image: Image.Image, settings: ServerSettings) -> list[Region]:

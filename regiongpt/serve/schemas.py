@@ -29,6 +29,7 @@ class ServerSettings:
     port: int = 8000
     api_key: Optional[str] = None
     allow_remote_urls: bool = False
+    remote_url_hosts: tuple[str, ...] = ()  # with allow_remote_urls: only these hosts (else public ones)
     max_regions: int = 32
     max_image_pixels: int = 16_000_000
     max_body_bytes: int = 20 * 1024 * 1024
@@ -50,6 +51,13 @@ class ServerSettings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self.remote_url_hosts = tuple(host.strip().lower() for host in self.remote_url_hosts)
+        if self.remote_url_hosts and not self.allow_remote_urls:
+            raise ValueError(
+                "remote_url_hosts (--remote-url-host) needs allow_remote_urls (--allow-remote-urls)"
+            )
+        if not all(self.remote_url_hosts):
+            raise ValueError(f"remote_url_hosts holds an empty host name: {list(self.remote_url_hosts)}")
         if self.request_timeout_s <= 0 or self.batch_wait_s < 0:
             raise ValueError("request_timeout_s must be positive and batch_wait_s non-negative")
 

@@ -223,6 +223,62 @@ def test_remote_urls_make_no_connection_unless_allowed(tiny_engine, monkeypatch)
         listener.close()
 
 
+def _listener() -> tuple[socket.socket, int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.5)
+    return listener, listener.getsockname()[1]
+
+
+def test_allowed_remote_urls_never_reach_non_public_addresses(tiny_engine):
+    listener, port = _listener()
+    try:
+        settings = ServerSettings(allow_remote_urls=True)
+        with running_server(create_app(tiny_engine, "tiny", settings)) as url:
+            for host in ("127.0.0.1", "localhost", "[::1]", "169.254.169.254", "10.0.0.1"):
+                response = post(url, body(image=f"http://{host}:{port}/internal.png"))
+                assert response.status_code == 400 and "non-public address" in response.text, host
+            with pytest.raises(socket.timeout):
+                listener.accept()  # nobody knocked
+    finally:
+        listener.close()
+
+
+def test_remote_url_hosts_are_an_allow_list_checked_on_every_redirect(tiny_engine):
+    import http.server
+    import threading
+
+    listener, other_port = _listener()
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{other_port}/inside.png")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    settings = ServerSettings(allow_remote_urls=True, remote_url_hosts=("127.0.0.1",))
+    try:
+        with running_server(create_app(tiny_engine, "tiny", settings)) as url:
+            response = post(url, body(image=f"http://127.0.0.1:{files.server_port}/cat.png"))
+            assert response.status_code == 400, response.text
+            assert "host 'localhost' is not one this server fetches from (127.0.0.1)" in response.text
+            response = post(url, body(image=f"http://localhost:{other_port}/cat.png"))
+            assert response.status_code == 400 and "'localhost' is not one" in response.text
+            with pytest.raises(socket.timeout):
+                listener.accept()  # the redirect target was never contacted
+    finally:
+        files.shutdown()
+        listener.close()
+    with pytest.raises(ValueError, match="needs allow_remote_urls"):
+        ServerSettings(remote_url_hosts=("example.com",))
+
+
 # ------------------------------------------------------------------------------------ vanishing clients, timeouts
 def test_client_disconnect_mid_stream_cancels_generation(tiny_engine, monkeypatch):
     """A stream abandoned after its first piece stops generating; the next request is served."""

@@ -238,7 +238,7 @@ def test_api_key_and_remote_urls(tiny_engine):
 
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=files.serve_forever, daemon=True).start()
-    settings = ServerSettings(api_key="sesame", allow_remote_urls=True)
+    settings = ServerSettings(api_key="sesame", allow_remote_urls=True, remote_url_hosts=("127.0.0.1",))
     try:
         with running_server(create_app(tiny_engine, "tiny", settings)) as url:
             make = functools.partial(openai.OpenAI, base_url=f"{url}/v1", max_retries=0, timeout=60)

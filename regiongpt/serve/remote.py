@@ -1,0 +1,80 @@
+"""Downloading an ``image_url`` that is an http(s) URL (``regiongpt serve --allow-remote-urls``).
+
+A server that fetches what a client names can be made to reach what the client cannot (cloud
+metadata at 169.254.169.254, services on localhost, the private network). So a URL is fetched
+only if its host is on the operator's list (``--remote-url-host``), or, with no list, if every
+address the host resolves to is public. The check is repeated for every redirect (at most
+:data:`MAX_REDIRECTS`). What it does not cover: DNS answers that change between the check and
+the connection (rebinding); list the hosts where that matters."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+import httpx
+
+from regiongpt.serve.errors import APIError
+from regiongpt.serve.schemas import ServerSettings
+
+MAX_REDIRECTS = 5
+
+
+def _refuse(message: str) -> APIError:
+    return APIError(400, message, param="image_url")
+
+
+async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> None:
+    """Raise a 400 :class:`APIError` unless the server may connect to ``url``."""
+    if url.scheme not in ("http", "https"):
+        raise _refuse(f"unsupported image URL scheme {url.scheme!r}: only http(s) is fetched")
+    host = url.host.lower()
+    if settings.remote_url_hosts:
+        if host not in settings.remote_url_hosts:
+            raise _refuse(
+                f"image URL host {host!r} is not one this server fetches from "
+                f"({', '.join(settings.remote_url_hosts)})"
+            )
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise _refuse(f"cannot resolve the image URL host {host!r}: {error}") from None
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not address.is_global or (mapped is not None and not mapped.is_global):
+            raise _refuse(
+                f"image URL host {host!r} resolves to the non-public address {address}; the server "
+                "operator can allow it with --remote-url-host"
+            )
+
+
+async def fetch_remote_image(url: str, settings: ServerSettings) -> bytes:
+    """The body of ``url`` (status 200, at most ``settings.max_body_bytes``), redirects checked."""
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise _refuse(f"invalid image URL: {error}") from None
+    limit = settings.max_body_bytes
+    try:
+        async with httpx.AsyncClient(timeout=settings.remote_timeout_s, follow_redirects=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                await check_remote_url(target, settings)
+                async with client.stream("GET", target) as response:
+                    if response.has_redirect_location:  # a 3xx with a Location header
+                        target = target.join(response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise _refuse(f"fetching the image URL failed: HTTP {response.status_code}")
+                    data = bytearray()
+                    async for piece in response.aiter_bytes():
+                        data += piece
+                        if len(data) > limit:
+                            raise _refuse(f"the image at the URL exceeds {limit} bytes")
+                    return bytes(data)
+    except httpx.HTTPError as error:
+        raise _refuse(f"fetching the image URL failed: {error}") from None
+    raise _refuse(f"the image URL redirected more than {MAX_REDIRECTS} times")
