@@ -4,8 +4,9 @@ A server that fetches what a client names can be made to reach what the client c
 metadata at 169.254.169.254, services on localhost, the private network). So a URL is fetched
 only if its host is on the operator's list (``--remote-url-host``), or, with no list, if every
 address the host resolves to is public. The check is repeated for every redirect (at most
-:data:`MAX_REDIRECTS`). What it does not cover: DNS answers that change between the check and
-the connection (rebinding); list the hosts where that matters."""
+:data:`MAX_REDIRECTS`), and proxy settings in the environment are ignored (a proxy would make
+its own connection). What it does not cover: DNS answers that change between the check and the
+connection (rebinding); list the hosts where that matters. The list names hosts, not ports."""
 
 from __future__ import annotations
 
@@ -21,15 +22,37 @@ from regiongpt.serve.schemas import ServerSettings
 MAX_REDIRECTS = 5
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _refuse(message: str) -> APIError:
     return APIError(400, message, param="image_url")
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A globally routable unicast address, IPv4 inside IPv6 (mapped, 6to4, Teredo, NAT64) included."""
+    if not address.is_global or address.is_multicast or address.is_reserved:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    if address.is_site_local:
+        return False
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in NAT64:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(is_public(inner) for inner in embedded if inner is not None)
+
+
+def host_name(url: httpx.URL) -> str:
+    """The host as it is connected to: ASCII (IDNA-encoded), lower case, no IPv6 brackets."""
+    return url.raw_host.decode("ascii").lower()
 
 
 async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> None:
     """Raise a 400 :class:`APIError` unless the server may connect to ``url``."""
     if url.scheme not in ("http", "https"):
         raise _refuse(f"unsupported image URL scheme {url.scheme!r}: only http(s) is fetched")
-    host = url.host.lower()
+    host = host_name(url)
     if settings.remote_url_hosts:
         if host not in settings.remote_url_hosts:
             raise _refuse(
@@ -40,12 +63,11 @@ async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> None:
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as error:
+    except (OSError, UnicodeError) as error:
         raise _refuse(f"cannot resolve the image URL host {host!r}: {error}") from None
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
-        mapped = getattr(address, "ipv4_mapped", None)
-        if not address.is_global or (mapped is not None and not mapped.is_global):
+        if not is_public(address):
             raise _refuse(
                 f"image URL host {host!r} resolves to the non-public address {address}; the server "
                 "operator can allow it with --remote-url-host"
@@ -60,12 +82,14 @@ async def fetch_remote_image(url: str, settings: ServerSettings) -> bytes:
         raise _refuse(f"invalid image URL: {error}") from None
     limit = settings.max_body_bytes
     try:
-        async with httpx.AsyncClient(timeout=settings.remote_timeout_s, follow_redirects=False) as client:
+        async with httpx.AsyncClient(
+            timeout=settings.remote_timeout_s, follow_redirects=False, trust_env=False
+        ) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 await check_remote_url(target, settings)
                 async with client.stream("GET", target) as response:
                     if response.has_redirect_location:  # a 3xx with a Location header
-                        target = target.join(response.headers["location"])
+                        target = target.join(response.headers["location"])  # (httpx checked it)
                         continue
                     if response.status_code != 200:
                         raise _refuse(f"fetching the image URL failed: HTTP {response.status_code}")

@@ -51,7 +51,7 @@ class ServerSettings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        self.remote_url_hosts = tuple(host.strip().lower() for host in self.remote_url_hosts)
+        self.remote_url_hosts = tuple(_host_as_connected(host) for host in self.remote_url_hosts)
         if self.remote_url_hosts and not self.allow_remote_urls:
             raise ValueError(
                 "remote_url_hosts (--remote-url-host) needs allow_remote_urls (--allow-remote-urls)"
@@ -60,6 +60,18 @@ class ServerSettings:
             raise ValueError(f"remote_url_hosts holds an empty host name: {list(self.remote_url_hosts)}")
         if self.request_timeout_s <= 0 or self.batch_wait_s < 0:
             raise ValueError("request_timeout_s must be positive and batch_wait_s non-negative")
+
+
+def _host_as_connected(host: str) -> str:
+    """``"[::1]"`` -> ``"::1"``, ``"Bücher.example"`` -> ``"xn--bcher-kva.example"``."""
+    import httpx
+
+    from regiongpt.serve.remote import host_name
+
+    try:
+        return host_name(httpx.URL(f"http://{host.strip()}/")) if host.strip() else ""
+    except (httpx.InvalidURL, UnicodeError):
+        raise ValueError(f"remote_url_hosts: {host!r} is not a host name or address") from None
 
 
 class _Strict(BaseModel):

@@ -1,0 +1,87 @@
+"""Which image URLs the server may fetch (regiongpt/serve/remote.py); no network needed."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import ipaddress
+import threading
+
+import httpx
+import pytest
+
+from regiongpt.serve.errors import APIError
+from regiongpt.serve.remote import check_remote_url, fetch_remote_image, is_public
+from regiongpt.serve.schemas import ServerSettings
+
+PUBLIC_MODE = ServerSettings(allow_remote_urls=True)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "10.1.2.3", "169.254.169.254", "0.0.0.0", "224.0.0.1", "::1", "fe80::1", "fec0::1",
+     "ff02::1", "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::a9fe:a9fe"],
+)  # fmt: skip
+def test_non_public_addresses_and_ipv4_hidden_in_ipv6_are_refused(address):
+    assert not is_public(ipaddress.ip_address(address))
+    host = f"[{address}]" if ":" in address else address
+    with pytest.raises(APIError, match="non-public address"):
+        asyncio.run(check_remote_url(httpx.URL(f"http://{host}/x.png"), PUBLIC_MODE))
+
+
+@pytest.mark.parametrize("url", ["http://2130706433/", "http://0x7f.1/", "http://user@127.0.0.1/"])
+def test_spellings_of_loopback_are_refused(url):
+    with pytest.raises(APIError, match="non-public address"):
+        asyncio.run(check_remote_url(httpx.URL(url), PUBLIC_MODE))
+
+
+def test_public_addresses_pass():
+    for address in ("8.8.8.8", "2606:4700::1111"):
+        assert is_public(ipaddress.ip_address(address))
+        host = f"[{address}]" if ":" in address else address
+        asyncio.run(check_remote_url(httpx.URL(f"http://{host}/x.png"), PUBLIC_MODE))
+
+
+def test_allow_list_entries_are_normalised_like_the_connected_host():
+    settings = ServerSettings(
+        allow_remote_urls=True, remote_url_hosts=("[::1]", " Bücher.Example ", "LOCALHOST")
+    )
+    assert settings.remote_url_hosts == ("::1", "xn--bcher-kva.example", "localhost")
+    asyncio.run(check_remote_url(httpx.URL("http://[::1]:9/x.png"), settings))
+    asyncio.run(check_remote_url(httpx.URL("http://xn--bcher-kva.example/x.png"), settings))
+    with pytest.raises(APIError, match="'evil.example' is not one"):
+        asyncio.run(check_remote_url(httpx.URL("http://localhost@evil.example/x.png"), settings))
+    with pytest.raises(ValueError, match="is not a host name"):
+        ServerSettings(allow_remote_urls=True, remote_url_hosts=("[::1",))
+
+
+def test_redirects_relative_invalid_and_to_other_schemes(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://10.0.0.1:3128")  # ignored: the proxy would connect
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            targets = {"/relative": "/image.png", "/invalid": "http://[::1", "/ftp": "ftp://127.0.0.1/x"}
+            if self.path in targets:
+                self.send_response(302)
+                self.send_header("Location", targets[self.path])
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"image bytes")
+
+        def log_message(self, *args):
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    settings = ServerSettings(allow_remote_urls=True, remote_url_hosts=("127.0.0.1",))
+    base = f"http://127.0.0.1:{files.server_port}"
+    try:
+        assert asyncio.run(fetch_remote_image(f"{base}/relative", settings)) == b"image bytes"
+        with pytest.raises(APIError, match="Invalid URL in location header"):
+            asyncio.run(fetch_remote_image(f"{base}/invalid", settings))
+        with pytest.raises(APIError, match="unsupported image URL scheme 'ftp'"):
+            asyncio.run(fetch_remote_image(f"{base}/ftp", settings))
+    finally:
+        files.shutdown()
