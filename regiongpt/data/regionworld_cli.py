@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from regiongpt.data.regionworld import RegionWorldConfig, generate_regionworld
+from regiongpt.data.regionworld import RegionWorldConfig
+from regiongpt.data.regionworld_generate import generate_regionworld
 from regiongpt.tasks import Task
 
 

@@ -23,7 +23,6 @@ from regiongpt.data.regionworld import (
     SHAPES,
     RegionWorldConfig,
     Scene,
-    generate_regionworld,
     render_scene,
     shape_statistics,
     size_bucket,
@@ -31,6 +30,7 @@ from regiongpt.data.regionworld import (
     tight_box,
 )
 from regiongpt.data.regionworld_cli import regionworld_command
+from regiongpt.data.regionworld_generate import generate_regionworld
 from regiongpt.data.regionworld_tasks import DEFAULT_SAMPLES_PER_IMAGE, direction
 from regiongpt.regions import Box, Mask
 from regiongpt.tasks import REGION_QUESTIONS, TASK_INSTRUCTIONS, Task, build_question
@@ -347,7 +347,7 @@ def test_cli_json_summary(tmp_path: Path) -> None:
 def test_the_folder_is_replaced_only_when_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from regiongpt.data import regionworld
+    from regiongpt.data import regionworld_generate
 
     out = tmp_path / "world"
     small = {"n_train": 3, "n_val": 0, "n_test": 2, "n_comp": 0, "progress": False}
@@ -356,7 +356,7 @@ def test_the_folder_is_replaced_only_when_complete(tmp_path: Path, monkeypatch: 
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
     before = _digest(out)
-    real, calls = regionworld._generate_one, []
+    real, calls = regionworld_generate._generate_one, []
 
     def fails_at_the_fourth_image(job):
         calls.append(job)
@@ -364,12 +364,12 @@ def test_the_folder_is_replaced_only_when_complete(tmp_path: Path, monkeypatch: 
             raise RuntimeError("disk full")
         return real(job)
 
-    monkeypatch.setattr(regionworld, "_generate_one", fails_at_the_fourth_image)
+    monkeypatch.setattr(regionworld_generate, "_generate_one", fails_at_the_fourth_image)
     with pytest.raises(RuntimeError, match="disk full"):
         generate_regionworld(out, seed=2, **small)
     assert _digest(out) == before  # the seed-1 set, whole
     assert [p.name for p in tmp_path.iterdir()] == ["world"]  # no temporary folder left
-    monkeypatch.setattr(regionworld, "_generate_one", real)
+    monkeypatch.setattr(regionworld_generate, "_generate_one", real)
     generate_regionworld(out, seed=2, **small)
     assert _digest(out) != before and json.loads((out / "info.json").read_text())["seed"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["world"]

@@ -8,7 +8,7 @@ import pytest
 
 from regiongpt.api import RegionGPT, default_model_dir
 from regiongpt.data.format import read_jsonl
-from regiongpt.data.regionworld import generate_regionworld
+from regiongpt.data.regionworld_generate import generate_regionworld
 from regiongpt.regions import Box
 
 pytestmark = pytest.mark.real

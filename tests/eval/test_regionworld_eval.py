@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from regiongpt.api import RegionGPT
 from regiongpt.data.format import read_jsonl, region_from_json
-from regiongpt.data.regionworld import generate_regionworld
+from regiongpt.data.regionworld_generate import generate_regionworld
 from regiongpt.eval import regionworld as rw_eval
 from regiongpt.eval.commands import eval_app
 from regiongpt.eval.engine import ModelEngine
