@@ -52,9 +52,9 @@ def _run(
     from regiongpt.modeling.pretrained import transformers_progress_bars
 
     try:
-        with transformers_progress_bars(progress):  # also the scorers' models (MiniLM for classify)
+        with transformers_progress_bars(progress):  # the model's load and the scorers' (MiniLM)
             evaluate(
-                lambda: ModelEngine.from_pretrained(model, device, progress=progress),
+                lambda: ModelEngine.from_pretrained(model, device),
                 out=out,
                 model_name=model,
                 progress=progress,

@@ -20,8 +20,6 @@ from regiongpt.serve.errors import APIError
 from regiongpt.serve.schemas import ServerSettings
 
 MAX_REDIRECTS = 5
-
-
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
