@@ -332,10 +332,11 @@ def test_cli_json_summary(tmp_path: Path) -> None:
         "--samples",
         "yes_no=2",
         "--json",
-        "--quiet",
+        "--no-progress",  # the same as --quiet
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "%|" not in result.output  # no progress bar
     summary = json.loads(result.stdout)
     assert summary["splits"]["train"]["images"] == 4
     assert summary["splits"]["train"]["tasks"]["yes_no"] == 8
