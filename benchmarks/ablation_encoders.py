@@ -24,7 +24,7 @@ from regiongpt.train.trainer import run_recipe
 
 # The encoders as the papers have them: the default's own box embedding (tiny-default) is off.
 VARIANTS: dict[str, dict] = {
-    "regiongpt": {"box_embedding": False},  # refinement (4x up) + mask pooling
+    "regiongpt": {"refine": True, "box_embedding": False},  # refinement (4x up) + mask pooling
     "regiongpt-no-refine": {"refine": False, "box_embedding": False},  # mask pooling on the stride-8 map
     "gpt4roi": {  # pyramid (strides 8, 16, 32) + scale shuffle + RoIAlign + its box embedding
         "type": "gpt4roi", "feature_levels": [0, 1, 2], "group_norm_groups": 32, "roi_output_size": 7,
