@@ -49,7 +49,9 @@ def photos_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the info as JSON instead of one line.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "--no-progress", help="No progress bar on stderr.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "--no-progress", help="No progress bar on stderr.")
+    ] = False,
 ) -> None:
     """Distil EfficientNet-Lite0's ImageNet labels of random crops of real photos into category samples."""
     from regiongpt.datagen.offline_teacher import ImageNetLabeler

@@ -90,7 +90,9 @@ def regionworld_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary instead of one line.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "--no-progress", help="No progress bar on stderr.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "--no-progress", help="No progress bar on stderr.")
+    ] = False,
 ) -> None:
     """Generate RegionWorld: procedural shapes with exact boxes and masks, samples for every task."""
     try:
