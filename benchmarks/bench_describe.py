@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads, args.clock)
 
-    engine, name = load_engine(args.model)
+    engine, name = load_engine(args.model, args.dtype)
     image = Image.open(DEMO_IMAGE).convert("RGB")
     regions = boxes(image.size, max(args.sizes), seed=0)
     engine.describe(image, regions[:2], task=args.task)  # warm-up

@@ -47,6 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     model_argument(parser)
     args = parser.parse_args()
+    if args.dtype != "float32":
+        parser.error("--dtype: the demo this measures runs in float32")
     name = resolve_model_name(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         path = name

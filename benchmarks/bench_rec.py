@@ -6,7 +6,7 @@ Scores ``log p(expression | "Give a brief description of <region1>.")`` for each
 ``<region1>`` (RegionGPT's REC protocol, ``regiongpt.eval.rec`` likelihood mode) with
 ``ModelEngine.score``: all K at once (the prefix up to the region runs once, the K suffixes in one
 forward) against K calls of one proposal each; also the K rows batched without prefix sharing.
-Scores must agree (1e-3) with the same choice. Target: >= 4x. Writes ``results/bench_rec.json``.
+Scores must agree (relative 1e-5; 2e-2 with 16-bit ``--dtype``) with the same choice. Target: >= 4x. Writes ``results/bench_rec.json``.
 Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """
 
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads, args.clock)
 
-    engine, name = load_engine(args.model)
+    engine, name = load_engine(args.model, args.dtype)
     scorer = ModelEngine(engine)
     image, features = scorer.encode_image(Image.open(DEMO_IMAGE).convert("RGB"))
     proposals = [[Box(*b)] for b in boxes(image.size, args.proposals, seed=2)]
@@ -74,8 +74,13 @@ def main() -> None:
             seconds, scores[key] = timed(fn)
             times[key].append(seconds)
     reference = scores["one_per_proposal"]
+    # relative: 16-bit activations round differently in other batch shapes (about 1% measured)
+    tolerance = 1e-5 if args.dtype == "float32" else 2e-2
+    differences = {
+        key: max(abs(a - b) / max(abs(b), 1.0) for a, b in zip(v, reference)) for key, v in scores.items()
+    }
     for key, values in scores.items():
-        assert max(abs(a - b) for a, b in zip(values, reference)) < 1e-3, f"{key} scores differ"
+        assert differences[key] < tolerance, f"{key} scores differ by {differences[key]:.3g} (relative)"
         assert max(range(k), key=values.__getitem__) == max(range(k), key=reference.__getitem__)
     base = median(times["one_per_proposal"])
     rows = [[key, median(t), base / median(t)] for key, t in times.items()]
@@ -87,6 +92,7 @@ def main() -> None:
     write_results("bench_rec", {
         "model": name, "proposals": k, "seconds": {key: median(t) for key, t in times.items()},
         "runs": times, "speedup": speedup, "targets": targets,
+        "max_relative_score_difference": differences,
     }, tag=args.tag)  # fmt: skip
 
 

@@ -66,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads, args.clock)
 
-    engine, name = load_engine(args.model)
+    engine, name = load_engine(args.model, args.dtype)
     image = Image.open(DEMO_IMAGE).convert("RGB")
     regions = boxes(image.size, 3, seed=1)
     image, features = engine.encode_image(image)

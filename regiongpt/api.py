@@ -32,6 +32,23 @@ from regiongpt.regions import Region, RegionLike, validate_regions
 from regiongpt.tasks import Task, build_question
 
 DEFAULT_NAME = "default"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """A weight dtype from ``"auto"``, a name in :data:`DTYPES` or a ``torch.dtype``.
+
+    ``"auto"``: bfloat16 on a CUDA device that supports it (else float16), float32 elsewhere.
+    On CPUs with AVX512-BF16 or AMX, ``"bfloat16"`` is faster too (see docs/performance.md)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if torch.device(device).type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
 
 
 def default_model_dir() -> Path:
@@ -72,14 +89,17 @@ class RegionGPT:
     def from_pretrained(
         cls,
         name_or_path: str | Path = DEFAULT_NAME,
-        dtype: torch.dtype = torch.float32,
+        dtype: str | torch.dtype = "auto",
         device: str | torch.device = "cpu",
         progress: bool = True,
     ) -> RegionGPT:
-        """Load ``"default"`` or a checkpoint directory; ``progress=False``: no loading bars."""
+        """Load ``"default"`` or a checkpoint directory; ``progress=False``: no loading bars.
+
+        ``dtype``: see :func:`resolve_dtype` (``"auto"``: bfloat16 on CUDA, float32 on CPU)."""
         from transformers import AutoTokenizer
 
         path = resolve_model_path(name_or_path)
+        dtype = resolve_dtype(dtype, device)
         model = RegionGPTForConditionalGeneration.from_pretrained(path, dtype=dtype, progress=progress)
         model = model.to(device)
         if model.config.lora:  # fold LoRA into the base weights; the adapter branch is skipped from then on

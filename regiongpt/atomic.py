@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import glob
 import os
 import shutil
 import sys
@@ -117,13 +118,40 @@ def replace_directory(built: Path, target: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (POSIX; elsewhere always assumed alive)."""
+    if os.name != "posix":
+        return True  # (on Windows os.kill(pid, 0) would terminate the process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_builds(target: Path) -> list[Path]:
+    """Remove ``.NAME.building.PID.*`` siblings of ``target`` left by processes that no longer
+    exist (killed mid-build); builds of running processes are kept. Returns what was removed."""
+    prefix = f".{target.name}.building."
+    removed = []
+    for path in target.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = path.name[len(prefix) :].split(".", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextmanager
 def building_directory(target: str | Path, replaceable: Callable[[Path], bool]) -> Iterator[Path]:
     """Build a directory beside ``target`` and put it in place only once the block finishes.
 
     Yields a temporary sibling to write into; on leaving the block normally it replaces ``target``
     (:func:`replace_directory`, so anything else in ``target`` goes), on an error or interrupt it is
-    removed and ``target`` is as it was (a killed process leaves a hidden ``.NAME.building.*``).
+    removed and ``target`` is as it was. A killed process leaves a hidden ``.NAME.building.PID.*``;
+    the next build of ``target`` removes those whose process is gone.
     A non-empty ``target`` for which ``replaceable(target)`` is false (e.g. not a data set of the
     same kind), the current directory and a mount point are ValueErrors before anything is written."""
     target = Path(target).resolve()  # a symlink: build beside, and replace, the folder it names
@@ -138,7 +166,8 @@ def building_directory(target: str | Path, replaceable: Callable[[Path], bool]) 
             f"{target} is not empty and not a data set this command wrote; choose another output folder"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.building.", dir=target.parent))
+    remove_stale_builds(target)
+    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.building.{os.getpid()}.", dir=target.parent))
     umask = os.umask(0)
     os.umask(umask)
     built.chmod(0o777 & ~umask)  # mkdtemp makes 0700 directories; follow the umask like mkdir() does

@@ -95,6 +95,11 @@ def describe(
         Optional[Path], typer.Option(help="Write a copy of the image with numbered regions and answers.")
     ] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Answer length limit (tokens).")] = None,
+    device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
+    dtype: Annotated[
+        str,
+        typer.Option(help="Weights: 'auto' (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
+    ] = "auto",
 ) -> None:
     from regiongpt.imaging import load_image
     from regiongpt.regions import Box, Mask, Point, region_to_json, validate_regions
@@ -121,8 +126,8 @@ def describe(
     from regiongpt.api import RegionGPT
 
     try:
-        engine = RegionGPT.from_pretrained(model)
-    except FileNotFoundError as error:
+        engine = RegionGPT.from_pretrained(model, dtype=dtype, device=device)
+    except (FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from None
     answers = engine.describe(loaded, regions, task=parsed_task, max_new_tokens=max_new_tokens)
     if out is not None:

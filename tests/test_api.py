@@ -69,6 +69,28 @@ def test_save_and_from_pretrained_round_trip(engine, rgb_image, tmp_path):
     )
 
 
+def test_from_pretrained_loads_in_the_asked_dtype(engine, rgb_image, tmp_path):
+    import torch
+
+    engine.save_pretrained(tmp_path / "model")
+    assert RegionGPT.from_pretrained(tmp_path / "model").model.dtype == torch.float32  # auto on CPU
+    half = RegionGPT.from_pretrained(tmp_path / "model", dtype="bfloat16")
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    assert len(half.describe(rgb_image, [[0, 0, 20, 20], [30, 10, 79, 59]], max_new_tokens=3)) == 2
+
+
+def test_resolve_dtype_names_and_errors():
+    import torch
+
+    from regiongpt.api import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("bfloat16") == torch.bfloat16
+    assert resolve_dtype(torch.float16) == torch.float16
+    with pytest.raises(ValueError, match="unknown dtype 'bf17'"):
+        resolve_dtype("bf17")
+
+
 def test_unknown_model_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model at"):
         RegionGPT.from_pretrained(tmp_path / "missing")

@@ -33,6 +33,23 @@ def test_an_error_inside_the_block_keeps_the_previous_folder(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_builds_left_by_killed_processes_are_removed_by_the_next_build(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that has exited: its build is stale
+    stale = tmp_path / f".out.building.{gone.pid}.abc"
+    running = tmp_path / f".out.building.{os.getpid()}.def"  # a live process's build is kept
+    other = tmp_path / f".outer.building.{gone.pid}.ghi"  # another target's is not ours to remove
+    for folder in (stale, running, other):
+        folder.mkdir()
+        (folder / "part.txt").write_text("half")
+    _build(tmp_path / "out", "first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", running.name, other.name])
+
+
 def test_a_symlink_keeps_pointing_at_the_replaced_folder(tmp_path: Path) -> None:
     (tmp_path / "disk").mkdir()
     _build(tmp_path / "disk" / "data", "first")

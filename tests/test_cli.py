@@ -77,6 +77,13 @@ def test_describe_json_and_annotated_output(saved_model, image_file, tmp_path):
     assert Image.open(out).size == (80, 60)
 
 
+def test_describe_dtype_option(saved_model, image_file):
+    base = ["describe", image_file, "--box", "0,0,20,20", "--model", saved_model, "--max-new-tokens", "2"]
+    assert run(*base, "--dtype", "bfloat16").exit_code == 0
+    bad = run(*base, "--dtype", "bf17")
+    assert bad.exit_code == 2 and "unknown dtype 'bf17'" in bad.output
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [

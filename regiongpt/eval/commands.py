@@ -35,6 +35,9 @@ ImageRoot = Annotated[
     Optional[Path], typer.Option(help="Folder image paths are relative to (default: the data file's folder).")
 ]
 Device = Annotated[str, typer.Option(help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'...")]
+Dtype = Annotated[
+    str, typer.Option(help="Weights: 'auto' (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.")
+]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")]
 
 
@@ -44,7 +47,13 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _run(
-    evaluate: Callable[..., dict[str, Any]], model: str, device: str, out: Path, progress: bool, **kwargs: Any
+    evaluate: Callable[..., dict[str, Any]],
+    model: str,
+    device: str,
+    dtype: str,
+    out: Path,
+    progress: bool,
+    **kwargs: Any,
 ) -> None:
     """Call a benchmark with a lazily loaded model; print the report or one error line."""
     from regiongpt.eval.engine import ModelEngine
@@ -54,7 +63,7 @@ def _run(
     try:
         with transformers_progress_bars(progress):  # the model's load and the scorers' (MiniLM)
             evaluate(
-                lambda: ModelEngine.from_pretrained(model, device),
+                lambda: ModelEngine.from_pretrained(model, device, dtype=dtype),
                 out=out,
                 model_name=model,
                 progress=progress,
@@ -82,6 +91,7 @@ def regionworld(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
+    dtype: Dtype = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.regionworld import SPLITS, evaluate_regionworld
@@ -94,6 +104,7 @@ def regionworld(
         evaluate_regionworld,
         model,
         device,
+        dtype,
         out,
         data=data,
         split=split,
@@ -117,6 +128,7 @@ def caption(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
+    dtype: Dtype = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.caption import evaluate_caption
@@ -126,6 +138,7 @@ def caption(
         evaluate_caption,
         model,
         device,
+        dtype,
         out,
         data=data,
         image_root=image_root,
@@ -149,6 +162,7 @@ def classify(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
+    dtype: Dtype = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.classify import evaluate_classify
@@ -157,6 +171,7 @@ def classify(
         evaluate_classify,
         model,
         device,
+        dtype,
         out,
         data=data,
         image_root=image_root,
@@ -188,6 +203,7 @@ def rec(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
+    dtype: Dtype = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.rec import evaluate_rec
@@ -196,6 +212,7 @@ def rec(
         evaluate_rec,
         model,
         device,
+        dtype,
         out,
         data=data,
         mode=mode,
@@ -218,6 +235,7 @@ def pope(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
+    dtype: Dtype = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.pope import evaluate_pope
@@ -226,6 +244,7 @@ def pope(
         evaluate_pope,
         model,
         device,
+        dtype,
         out,
         data=data,
         image_root=image_root,
@@ -244,6 +263,7 @@ def vcr(
     limit: Limit = None,
     batch_size: BatchSize = 8,
     device: Device = "auto",
+    dtype: Dtype = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.vcr import evaluate_vcr
@@ -252,6 +272,7 @@ def vcr(
         evaluate_vcr,
         model,
         device,
+        dtype,
         out,
         data=data,
         image_root=image_root,

@@ -62,12 +62,17 @@ class ModelEngine:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str = "default", device: str = "auto", progress: bool = True
+        cls,
+        name_or_path: str = "default",
+        device: str = "auto",
+        progress: bool = True,
+        dtype: str | torch.dtype = "auto",
     ) -> ModelEngine:
-        """Load a model (float32); ``device="auto"`` picks CUDA when available, else CPU."""
+        """Load a model; ``device="auto"`` picks CUDA when available, else CPU; ``dtype``: see
+        :func:`regiongpt.api.resolve_dtype` (``"auto"``: bfloat16 on CUDA, float32 on CPU)."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(RegionGPT.from_pretrained(name_or_path, device=device, progress=progress))
+        return cls(RegionGPT.from_pretrained(name_or_path, dtype=dtype, device=device, progress=progress))
 
     @property
     def name(self) -> str:

@@ -16,6 +16,9 @@ from regiongpt.api import RegionGPT
 
 ModelOption = Annotated[str, typer.Option(help="'default', a checkpoint directory or a hub id.")]
 DeviceOption = Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")]
+DtypeOption = Annotated[
+    str, typer.Option(help="Weights: 'auto' (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.")
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -23,14 +26,14 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def load_engine(model: str, device: str = "cpu") -> RegionGPT:
+def load_engine(model: str, device: str = "cpu", dtype: str = "auto") -> RegionGPT:
     """Load a model for serving (replaced in tests)."""
-    return RegionGPT.from_pretrained(model, device=device)
+    return RegionGPT.from_pretrained(model, dtype=dtype, device=device)
 
 
-def _engine(model: str, device: str) -> RegionGPT:
+def _engine(model: str, device: str, dtype: str) -> RegionGPT:
     try:
-        return load_engine(model, device)
+        return load_engine(model, device, dtype)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise _fail(str(error)) from None
 
@@ -77,6 +80,7 @@ def serve_command(
     max_batch_size: Annotated[int, typer.Option(help="Most requests answered in one batched pass.")] = 8,
     timeout: Annotated[float, typer.Option(help="Seconds before a request is answered 504.")] = 120.0,
     device: DeviceOption = "cpu",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Serve a model over an OpenAI-compatible HTTP API: POST /v1/chat/completions, GET /v1/models, GET /health.
 
@@ -109,7 +113,7 @@ def serve_command(
     except ValueError as error:
         raise _fail(str(error)) from None
     sock = _listen(host, port)
-    engine = _engine(model, device)
+    engine = _engine(model, device, dtype)
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         typer.echo(
             f"warning: serving on {host} without --api-key: anyone who can reach it may use it", err=True
@@ -124,6 +128,7 @@ def ui_command(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
     device: DeviceOption = "cpu",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Open a local web page to draw boxes on an image and chat about them.
 
@@ -136,7 +141,7 @@ def ui_command(
     from regiongpt.serve.ui import launch_ui
 
     _listen(host, port).close()
-    engine = _engine(model, device)
+    engine = _engine(model, device, dtype)
     typer.echo(f"web UI on http://{host}:{port}", err=True)
     launch_ui(engine, host=host, port=port)
 
@@ -152,6 +157,7 @@ def chat_command(
     model: ModelOption = "default",
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit (tokens).")] = 128,
     device: DeviceOption = "cpu",
+    dtype: DtypeOption = "auto",
 ) -> None:
     """Chat about an image in the terminal over several rounds (the image is encoded once).
 
@@ -174,7 +180,7 @@ def chat_command(
         boxes = tuple(parse_box(b) for b in box or [])
     except ValueError as error:
         raise _fail(str(error)) from None
-    engine = _engine(model, device)
+    engine = _engine(model, device, dtype)
     try:
         chat = TerminalChat(engine, loaded, boxes, max_new_tokens=max_new_tokens)
     except ValueError as error:

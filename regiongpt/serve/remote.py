@@ -3,10 +3,12 @@
 A server that fetches what a client names can be made to reach what the client cannot (cloud
 metadata at 169.254.169.254, services on localhost, the private network). So a URL is fetched
 only if its host is on the operator's list (``--remote-url-host``), or, with no list, if every
-address the host resolves to is public. The check is repeated for every redirect (at most
-:data:`MAX_REDIRECTS`), and proxy settings in the environment are ignored (a proxy would make
-its own connection). What it does not cover: DNS answers that change between the check and the
-connection (rebinding); list the hosts where that matters. The list names hosts, not ports."""
+address the host resolves to is public; the connection then goes to the address that was
+checked (the URL's host stays in the ``Host`` header and TLS's server name), so a DNS answer that
+changes after the check (rebinding) is never used. The check is repeated for every redirect (at
+most :data:`MAX_REDIRECTS`), and proxy settings in the environment are ignored (a proxy would make
+its own connection). Hosts on the operator's list are connected to by name. The list names
+hosts, not ports."""
 
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ def host_name(url: httpx.URL) -> str:
     return url.raw_host.decode("ascii").lower()
 
 
-async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> None:
-    """Raise a 400 :class:`APIError` unless the server may connect to ``url``."""
+async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> str | None:
+    """Raise a 400 :class:`APIError` unless the server may connect to ``url``; return the checked
+    address to connect to (``None``: a host on the operator's list, connected to by name)."""
     if url.scheme not in ("http", "https"):
         raise _refuse(f"unsupported image URL scheme {url.scheme!r}: only http(s) is fetched")
     host = host_name(url)
@@ -57,19 +60,31 @@ async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> None:
                 f"image URL host {host!r} is not one this server fetches from "
                 f"({', '.join(settings.remote_url_hosts)})"
             )
-        return
+        return None
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:
         raise _refuse(f"cannot resolve the image URL host {host!r}: {error}") from None
-    for *_, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+    addresses = [ipaddress.ip_address(str(sockaddr[0]).split("%")[0]) for *_, sockaddr in infos]
+    for address in addresses:
         if not is_public(address):
             raise _refuse(
                 f"image URL host {host!r} resolves to the non-public address {address}; the server "
                 "operator can allow it with --remote-url-host"
             )
+    if not addresses:
+        raise _refuse(f"cannot resolve the image URL host {host!r}: no address")
+    return str(addresses[0])
+
+
+def pinned_request(url: httpx.URL, address: str | None) -> tuple[httpx.URL, dict, dict]:
+    """``(url, headers, extensions)`` that connect to ``address`` but name ``url``'s host in the
+    ``Host`` header and as TLS server name (SNI and certificate check); ``url`` as is for ``None``."""
+    if address is None:
+        return url, {}, {}
+    host = host_name(url)
+    return url.copy_with(host=address), {"Host": url.netloc.decode("ascii")}, {"sni_hostname": host}
 
 
 async def fetch_remote_image(url: str, settings: ServerSettings) -> bytes:
@@ -84,8 +99,11 @@ async def fetch_remote_image(url: str, settings: ServerSettings) -> bytes:
             timeout=settings.remote_timeout_s, follow_redirects=False, trust_env=False
         ) as client:
             for _ in range(MAX_REDIRECTS + 1):
-                await check_remote_url(target, settings)
-                async with client.stream("GET", target) as response:
+                address = await check_remote_url(target, settings)
+                connect_url, headers, extensions = pinned_request(target, address)
+                async with client.stream(
+                    "GET", connect_url, headers=headers, extensions=extensions
+                ) as response:
                     if response.has_redirect_location:  # a 3xx with a Location header
                         target = target.join(response.headers["location"])  # (httpx checked it)
                         continue

@@ -87,7 +87,7 @@ def test_serve_binds_loopback_and_warns_when_exposed(monkeypatch, tiny_engine):
     from typer.testing import CliRunner
 
     bound: list[tuple[str, int]] = []
-    monkeypatch.setattr(commands, "load_engine", lambda model, device="cpu": tiny_engine)
+    monkeypatch.setattr(commands, "load_engine", lambda model, device="cpu", dtype="auto": tiny_engine)
     monkeypatch.setattr(
         uvicorn.Server, "run", lambda self, sockets=None: bound.extend(s.getsockname()[:2] for s in sockets)
     )

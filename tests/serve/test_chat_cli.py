@@ -20,7 +20,7 @@ def cli(tiny_engine, monkeypatch):
     app.command("chat")(commands.chat_command)
     loads = []
 
-    def fake_load(model, device="cpu"):
+    def fake_load(model, device="cpu", dtype="auto"):
         loads.append(model)
         return tiny_engine
 

@@ -85,3 +85,51 @@ def test_redirects_relative_invalid_and_to_other_schemes(monkeypatch):
             asyncio.run(fetch_remote_image(f"{base}/ftp", settings))
     finally:
         files.shutdown()
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(monkeypatch):
+    """DNS rebinding: the name is resolved once, checked, and that address is connected to."""
+    from regiongpt.serve import remote
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers["Host"])
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"image bytes")
+
+        def log_message(self, *args):
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    lookups = []
+
+    async def resolve_once(self, host, port, **kwargs):  # a second lookup would get a private address
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "10.0.0.1"
+        return [(2, 1, 6, "", (address, port))]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", resolve_once)
+    monkeypatch.setattr(remote, "is_public", lambda address: str(address) == "127.0.0.1")
+    url = f"http://images.example:{files.server_port}/x.png"
+    try:
+        assert asyncio.run(fetch_remote_image(url, PUBLIC_MODE)) == b"image bytes"
+    finally:
+        files.shutdown()
+    assert lookups == ["images.example"]  # the one lookup of the check; the connection used its answer
+    assert seen == [f"images.example:{files.server_port}"]  # the server still sees the URL's host
+
+
+def test_pinned_request_keeps_the_host_for_the_header_and_tls():
+    from regiongpt.serve.remote import pinned_request
+
+    url, headers, extensions = pinned_request(
+        httpx.URL("https://Images.Example:8443/a.png?x=1"), "2606:4700::1"
+    )
+    assert str(url) == "https://[2606:4700::1]:8443/a.png?x=1"
+    assert headers == {"Host": "images.example:8443"} and extensions == {"sni_hostname": "images.example"}
+    plain = httpx.URL("https://images.example/a.png")
+    assert pinned_request(plain, None) == (plain, {}, {})
