@@ -4,7 +4,8 @@
 
 Both sides go through the public API: ``describe(image, regions)`` once, against
 ``[describe(image, [r])[0] for r in regions]`` (each call loads and encodes the image again).
-The answers must be identical (asserted). Targets: N=16 at least 5x faster than the loop;
+The answers must be identical (asserted in float32; with a 16-bit ``--dtype`` they are counted,
+since rounding then depends on the batch shape). Targets: N=16 at least 5x faster than the loop;
 time(N=16) / time(N=1) <= 3. Writes ``benchmarks/results/bench_describe.json``.
 Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """
@@ -55,16 +56,20 @@ def main() -> None:
                     lambda s=subset: [engine.describe(image, [r], task=args.task)[0] for r in s]
                 )
                 loop.append(seconds)
-        assert answers == reference, f"N={n}: batched answers differ from one-by-one answers"
+        same = sum(a == b for a, b in zip(answers, reference))
+        # float32: identical by construction; 16-bit rounding depends on the batch shape, so count
+        assert same == n or args.dtype != "float32", f"N={n}: batched answers differ from one-by-one"
         records.append({"regions": n, "batched_s": median(batched), "loop_s": median(loop),
-                        "batched_runs": batched, "loop_runs": loop, "answers": answers[:4]})  # fmt: skip
+                        "batched_runs": batched, "loop_runs": loop, "answers": answers[:4],
+                        "answers_equal_to_loop": same})  # fmt: skip
     base = records[0]["batched_s"] if records[0]["regions"] == 1 else None
     for r in records:
         r["speedup"] = r["loop_s"] / r["batched_s"]
         r["scaling_vs_n1"] = r["batched_s"] / base if base else None
-        rows.append([r["regions"], r["batched_s"], r["loop_s"], r["speedup"], r["scaling_vs_n1"] or "-"])
+        rows.append([r["regions"], r["batched_s"], r["loop_s"], r["speedup"], r["scaling_vs_n1"] or "-",
+                     f"{r['answers_equal_to_loop']}/{r['regions']}"])  # fmt: skip
     print(f"model: {name}; task: {args.task}; image {image.size[0]}x{image.size[1]}")
-    print_table(["regions", "batched s", "loop s", "speedup", "t(N)/t(1)"], rows)
+    print_table(["regions", "batched s", "loop s", "speedup", "t(N)/t(1)", "same answers"], rows)
     by_n = {r["regions"]: r for r in records}
     targets = {}
     if 16 in by_n:

@@ -4,7 +4,7 @@
 
 Each follow-up (turns 2-5) is timed twice: ``Session.ask`` (keys/values of the image, earlier
 turns and replies reused; only the new turn runs) and ``RegionGPT.generate`` on the whole
-conversation (what a stateless call recomputes). Replies must be identical (asserted). Two
+conversation (what a stateless call recomputes). Replies must be identical (asserted in float32; counted with a 16-bit ``--dtype``). Two
 settings: full replies of ``--max-new-tokens`` and the first token only (time to first token).
 Target: follow-up latency with reuse <= 0.5x recomputing. Writes ``results/bench_session.json``.
 Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
@@ -36,8 +36,9 @@ TURNS = [
 ]
 
 
-def run_session(engine, image, features, regions, max_new_tokens: int) -> list[dict[str, float]]:
-    """One 5-turn session; per follow-up the reuse and recompute latencies."""
+def run_session(engine, image, features, regions, max_new_tokens: int, exact: bool = True) -> list[dict]:
+    """One 5-turn session; per follow-up the reuse and recompute latencies and whether the replies
+    agree (asserted when ``exact``: float32; 16-bit rounding depends on the cached layout)."""
     session = engine.session(image)
     session.features = features  # the same encoded image for both sides
     used, out = 0, []
@@ -51,10 +52,9 @@ def run_session(engine, image, features, regions, max_new_tokens: int) -> list[d
             )[0]
         )
         reuse_s, reply = timed(lambda t=text, r=new: session.ask(t, regions=r, max_new_tokens=max_new_tokens))
-        assert reply == expected, f"turn {turn + 1}: cached {reply!r} != recomputed {expected!r}"
-        out.append(
-            {"turn": turn + 1, "reuse_s": reuse_s, "recompute_s": recompute_s, "tokens": len(session.history)}
-        )
+        assert reply == expected or not exact, f"turn {turn + 1}: cached {reply!r} != recomputed {expected!r}"
+        out.append({"turn": turn + 1, "reuse_s": reuse_s, "recompute_s": recompute_s,
+                    "tokens": len(session.history), "same_reply": reply == expected})  # fmt: skip
     return out
 
 
@@ -70,17 +70,18 @@ def main() -> None:
     image = Image.open(DEMO_IMAGE).convert("RGB")
     regions = boxes(image.size, 3, seed=1)
     image, features = engine.encode_image(image)
-    run_session(engine, image, features, regions, 2)  # warm-up
+    exact = args.dtype == "float32"
+    run_session(engine, image, features, regions, 2, exact)  # warm-up
     settings, rows = {}, []
     for label, limit in (("reply", args.max_new_tokens), ("first token", 1)):
-        runs = [run_session(engine, image, features, regions, limit) for _ in range(args.repeat)]
+        runs = [run_session(engine, image, features, regions, limit, exact) for _ in range(args.repeat)]
         per_turn = []
         for turn in range(1, len(TURNS)):
             reuse = median([run[turn]["reuse_s"] for run in runs])
             recompute = median([run[turn]["recompute_s"] for run in runs])
-            per_turn.append(
-                {"turn": turn + 1, "reuse_s": reuse, "recompute_s": recompute, "ratio": reuse / recompute}
-            )
+            same = sum(run[turn]["same_reply"] for run in runs)
+            per_turn.append({"turn": turn + 1, "reuse_s": reuse, "recompute_s": recompute,
+                             "ratio": reuse / recompute, "same_replies": f"{same}/{len(runs)}"})  # fmt: skip
             rows.append([label, turn + 1, reuse, recompute, reuse / recompute])
         reuse_total = sum(t["reuse_s"] for t in per_turn)
         recompute_total = sum(t["recompute_s"] for t in per_turn)
