@@ -79,7 +79,7 @@ def main() -> None:
         final = run_recipe(recipe)
         train_s = time.perf_counter() - start
         metrics = evaluate_regionworld(
-            ModelEngine.from_pretrained(str(final)), questions, args.out / f"{run_name}-eval",
+            ModelEngine.from_pretrained(str(final), dtype="float32"), questions, args.out / f"{run_name}-eval",
             limit=args.questions, model_name=name, progress=True,
         )  # fmt: skip
         results[f"{name} seed={args.seed} steps={args.steps}"] = {

@@ -6,7 +6,8 @@ Scores ``log p(expression | "Give a brief description of <region1>.")`` for each
 ``<region1>`` (RegionGPT's REC protocol, ``regiongpt.eval.rec`` likelihood mode) with
 ``ModelEngine.score``: all K at once (the prefix up to the region runs once, the K suffixes in one
 forward) against K calls of one proposal each; also the K rows batched without prefix sharing.
-Scores must agree (relative 1e-5; 2e-2 with 16-bit ``--dtype``) with the same choice. Target: >= 4x. Writes ``results/bench_rec.json``.
+Scores must agree (relative 1e-5; 2e-2 with 16-bit ``--dtype``), and in float32 with the same
+choice (recorded in 16-bit). Target: >= 4x. Writes ``results/bench_rec.json``.
 Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """
 
@@ -79,9 +80,12 @@ def main() -> None:
     differences = {
         key: max(abs(a - b) / max(abs(b), 1.0) for a, b in zip(v, reference)) for key, v in scores.items()
     }
-    for key, values in scores.items():
-        assert differences[key] < tolerance, f"{key} scores differ by {differences[key]:.3g} (relative)"
-        assert max(range(k), key=values.__getitem__) == max(range(k), key=reference.__getitem__)
+    for key, difference in differences.items():
+        assert difference < tolerance, f"{key} scores differ by {difference:.3g} (relative)"
+    best = max(range(k), key=reference.__getitem__)
+    same_choice = {key: max(range(k), key=v.__getitem__) == best for key, v in scores.items()}
+    # float32: the same choice is asserted; 16-bit rounding can tip near-ties, so it is recorded
+    assert all(same_choice.values()) or args.dtype != "float32", f"choices differ: {same_choice}"
     base = median(times["one_per_proposal"])
     rows = [[key, median(t), base / median(t)] for key, t in times.items()]
     print(f"model: {name}; {k} proposals")
@@ -92,7 +96,7 @@ def main() -> None:
     write_results("bench_rec", {
         "model": name, "proposals": k, "seconds": {key: median(t) for key, t in times.items()},
         "runs": times, "speedup": speedup, "targets": targets,
-        "max_relative_score_difference": differences,
+        "max_relative_score_difference": differences, "same_choice": same_choice,
     }, tag=args.tag)  # fmt: skip
 
 

@@ -45,7 +45,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
     if dtype == "auto":
         if torch.device(device).type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.cuda.device(torch.device(device)):  # the asked GPU, not the current one
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]

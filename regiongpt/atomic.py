@@ -12,11 +12,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
-import glob
 import os
+import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,29 +119,57 @@ def replace_directory(built: Path, target: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (POSIX; elsewhere always assumed alive)."""
-    if os.name != "posix":
-        return True  # (on Windows os.kill(pid, 0) would terminate the process)
+STALE_AFTER_S = (
+    60.0  # a build folder younger than this is never removed (its builder may not hold the lock yet)
+)
+
+
+def _lock_directory(path: Path, wait: bool) -> int | None:
+    """An open descriptor of directory ``path`` holding an exclusive ``flock`` on it (released
+    when closed or when the process dies), or None if another process holds it or the platform
+    or file system cannot lock."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def remove_stale_builds(target: Path) -> list[Path]:
-    """Remove ``.NAME.building.PID.*`` siblings of ``target`` left by processes that no longer
-    exist (killed mid-build); builds of running processes are kept. Returns what was removed."""
-    prefix = f".{target.name}.building."
+    """Remove ``.NAME.building.XXXXXXXX`` siblings of ``target`` that no process is building: a
+    builder holds a lock on its folder until it ends (a killed one releases it), so a folder whose
+    lock can be taken, and that is older than :data:`STALE_AFTER_S`, was left by a killed run.
+    Works across processes on one machine and, where the file system supports ``flock``, across
+    machines. Returns what was removed."""
+    pattern = re.compile(re.escape(f".{target.name}.building.") + r"[A-Za-z0-9_]{8}")
     removed = []
-    for path in target.parent.glob(f"{glob.escape(prefix)}*"):
-        pid = path.name[len(prefix) :].split(".", 1)[0]
-        if path.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+    for path in target.parent.iterdir():
+        if not pattern.fullmatch(path.name) or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            if time.time() - path.stat().st_mtime < STALE_AFTER_S:
+                continue
+        except OSError:
+            continue
+        fd = _lock_directory(path, wait=False)
+        if fd is None:  # being built (or locks unsupported): leave it
+            continue
+        try:
+            shutil.rmtree(path)
             removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -150,8 +179,8 @@ def building_directory(target: str | Path, replaceable: Callable[[Path], bool]) 
 
     Yields a temporary sibling to write into; on leaving the block normally it replaces ``target``
     (:func:`replace_directory`, so anything else in ``target`` goes), on an error or interrupt it is
-    removed and ``target`` is as it was. A killed process leaves a hidden ``.NAME.building.PID.*``;
-    the next build of ``target`` removes those whose process is gone.
+    removed and ``target`` is as it was. A killed process leaves a hidden ``.NAME.building.*``;
+    the next build of ``target`` removes it (:func:`remove_stale_builds`).
     A non-empty ``target`` for which ``replaceable(target)`` is false (e.g. not a data set of the
     same kind), the current directory and a mount point are ValueErrors before anything is written."""
     target = Path(target).resolve()  # a symlink: build beside, and replace, the folder it names
@@ -167,7 +196,8 @@ def building_directory(target: str | Path, replaceable: Callable[[Path], bool]) 
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(target)
-    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.building.{os.getpid()}.", dir=target.parent))
+    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.building.", dir=target.parent))
+    lock = _lock_directory(built, wait=True)  # tells remove_stale_builds of others that it is in use
     umask = os.umask(0)
     os.umask(umask)
     built.chmod(0o777 & ~umask)  # mkdtemp makes 0700 directories; follow the umask like mkdir() does
@@ -176,3 +206,5 @@ def building_directory(target: str | Path, replaceable: Callable[[Path], bool]) 
         replace_directory(built, target)
     finally:
         shutil.rmtree(built, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)

@@ -98,7 +98,9 @@ def describe(
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
     dtype: Annotated[
         str,
-        typer.Option(help="Weights: 'auto' (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
+        typer.Option(
+            help="Weights: 'auto' (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
+        ),
     ] = "auto",
 ) -> None:
     from regiongpt.imaging import load_image

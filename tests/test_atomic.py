@@ -35,19 +35,32 @@ def test_an_error_inside_the_block_keeps_the_previous_folder(tmp_path: Path) -> 
 
 def test_builds_left_by_killed_processes_are_removed_by_the_next_build(tmp_path: Path) -> None:
     import os
-    import subprocess
-    import sys
 
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()  # a process that has exited: its build is stale
-    stale = tmp_path / f".out.building.{gone.pid}.abc"
-    running = tmp_path / f".out.building.{os.getpid()}.def"  # a live process's build is kept
-    other = tmp_path / f".outer.building.{gone.pid}.ghi"  # another target's is not ours to remove
-    for folder in (stale, running, other):
-        folder.mkdir()
-        (folder / "part.txt").write_text("half")
-    _build(tmp_path / "out", "first")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", running.name, other.name])
+    from regiongpt.atomic import STALE_AFTER_S, _lock_directory
+
+    def folder(name: str, age_s: float) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "part.txt").write_text("half")
+        then = path.stat().st_mtime - age_s
+        os.utime(path, (then, then))
+        return path
+
+    old = STALE_AFTER_S + 10
+    stale = folder(".out.building.abcd1234", old)  # nobody holds its lock: a killed run's
+    running = folder(".out.building.efgh5678", old)  # locked: still being built
+    fresh = folder(".out.building.ijkl9012", 0)  # too young to judge (its builder may not lock yet)
+    other = folder(".outer.building.mnop3456", old)  # another target's
+    odd = folder(".out.building.abcd1234.x", old)  # not a name building_directory makes
+    lock = _lock_directory(running, wait=True)
+    assert lock is not None
+    try:
+        _build(tmp_path / "out", "first")
+    finally:
+        os.close(lock)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == sorted(["out", running.name, fresh.name, other.name, odd.name])
+    assert not stale.exists()
 
 
 def test_a_symlink_keeps_pointing_at_the_replaced_folder(tmp_path: Path) -> None:

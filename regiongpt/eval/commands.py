@@ -36,7 +36,10 @@ ImageRoot = Annotated[
 ]
 Device = Annotated[str, typer.Option(help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'...")]
 Dtype = Annotated[
-    str, typer.Option(help="Weights: 'auto' (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.")
+    str,
+    typer.Option(
+        help="Weights: 'auto' (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
+    ),
 ]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")]
 
@@ -55,15 +58,30 @@ def _run(
     progress: bool,
     **kwargs: Any,
 ) -> None:
-    """Call a benchmark with a lazily loaded model; print the report or one error line."""
-    from regiongpt.eval.engine import ModelEngine
-    from regiongpt.eval.harness import REPORT
+    """Call a benchmark with a lazily loaded model; print the report or one error line. The model,
+    dtype and device go to ``out/run.json`` when predicting starts; resuming predictions made with
+    another model or dtype is refused."""
+    from regiongpt.api import resolve_dtype
+    from regiongpt.eval.engine import ModelEngine, resolve_device
+    from regiongpt.eval.harness import REPORT, check_run_settings, write_run_settings
     from regiongpt.modeling.pretrained import transformers_progress_bars
+
+    try:
+        device = resolve_device(device)
+        precision = str(resolve_dtype(dtype, device)).removeprefix("torch.")
+        settings = {"model": model, "dtype": precision, "device": device}
+        check_run_settings(out, settings)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+
+    def load() -> ModelEngine:
+        write_run_settings(out, settings)
+        return ModelEngine.from_pretrained(model, device, dtype=precision)
 
     try:
         with transformers_progress_bars(progress):  # the model's load and the scorers' (MiniLM)
             evaluate(
-                lambda: ModelEngine.from_pretrained(model, device, dtype=dtype),
+                load,
                 out=out,
                 model_name=model,
                 progress=progress,

@@ -54,6 +54,13 @@ class ScoringEngine(Engine, Protocol):
         ...
 
 
+def resolve_device(device: str) -> str:
+    """``"auto"``: CUDA when available, else CPU; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 class ModelEngine:
     """:class:`RegionGPT` as an engine, adding :meth:`score` from the model's forward pass."""
 
@@ -70,8 +77,7 @@ class ModelEngine:
     ) -> ModelEngine:
         """Load a model; ``device="auto"`` picks CUDA when available, else CPU; ``dtype``: see
         :func:`regiongpt.api.resolve_dtype` (``"auto"``: bfloat16 on CUDA, float32 on CPU)."""
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         return cls(RegionGPT.from_pretrained(name_or_path, dtype=dtype, device=device, progress=progress))
 
     @property

@@ -27,6 +27,35 @@ from regiongpt.regions import Region
 from regiongpt.tasks import Task
 
 PREDICTIONS, METRICS, REPORT = "predictions.jsonl", "metrics.json", "report.md"
+RUN_SETTINGS = "run.json"  # what made the predictions: model, dtype, device
+RESUME_MUST_MATCH = ("model", "dtype")
+
+
+def check_run_settings(out: Path, settings: Mapping[str, str]) -> None:
+    """Refuse (``ValueError``) to add predictions to ``out`` if its earlier ones were made with a
+    different model or dtype (``run.json``); a device change is allowed."""
+    path = Path(out) / RUN_SETTINGS
+    if not path.is_file() or not (Path(out) / PREDICTIONS).is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return
+    changed = [key for key in RESUME_MUST_MATCH if key in previous and previous[key] != settings.get(key)]
+    if changed:
+        was = ", ".join(f"{key} {previous[key]!r}" for key in changed)
+        now = ", ".join(f"{key} {settings.get(key)!r}" for key in changed)
+        raise ValueError(
+            f"{out} holds predictions made with {was}, not {now}: use another --out, or the same settings to resume"
+        )
+
+
+def write_run_settings(out: Path, settings: Mapping[str, str]) -> None:
+    """Record ``settings`` in ``out/run.json`` (called when predicting starts)."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(out) / RUN_SETTINGS, json.dumps(dict(settings), indent=2) + "\n")
+
+
 EngineSource = Union[Engine, Callable[[], Engine]]
 
 

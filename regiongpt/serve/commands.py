@@ -17,7 +17,10 @@ from regiongpt.api import RegionGPT
 ModelOption = Annotated[str, typer.Option(help="'default', a checkpoint directory or a hub id.")]
 DeviceOption = Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")]
 DtypeOption = Annotated[
-    str, typer.Option(help="Weights: 'auto' (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.")
+    str,
+    typer.Option(
+        help="Weights: 'auto' (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
+    ),
 ]
 
 

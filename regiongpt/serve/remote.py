@@ -48,9 +48,10 @@ def host_name(url: httpx.URL) -> str:
     return url.raw_host.decode("ascii").lower()
 
 
-async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> str | None:
+async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> list[str] | None:
     """Raise a 400 :class:`APIError` unless the server may connect to ``url``; return the checked
-    address to connect to (``None``: a host on the operator's list, connected to by name)."""
+    addresses to connect to, in resolver order (``None``: a host on the operator's list, connected
+    to by name)."""
     if url.scheme not in ("http", "https"):
         raise _refuse(f"unsupported image URL scheme {url.scheme!r}: only http(s) is fetched")
     host = host_name(url)
@@ -75,7 +76,7 @@ async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> str | No
             )
     if not addresses:
         raise _refuse(f"cannot resolve the image URL host {host!r}: no address")
-    return str(addresses[0])
+    return list(dict.fromkeys(str(address) for address in addresses))
 
 
 def pinned_request(url: httpx.URL, address: str | None) -> tuple[httpx.URL, dict, dict]:
@@ -87,8 +88,25 @@ def pinned_request(url: httpx.URL, address: str | None) -> tuple[httpx.URL, dict
     return url.copy_with(host=address), {"Host": url.netloc.decode("ascii")}, {"sni_hostname": host}
 
 
+async def _send(client: httpx.AsyncClient, target: httpx.URL, addresses: list[str] | None) -> httpx.Response:
+    """A streamed GET of ``target`` through the first checked address that accepts a connection."""
+    failure: httpx.TransportError | None = None
+    for address in addresses or [None]:
+        connect_url, headers, extensions = pinned_request(target, address)
+        request = client.build_request("GET", connect_url, headers=headers, extensions=extensions)
+        try:
+            return await client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # unreachable: try the next
+            failure = error
+    assert failure is not None
+    raise failure
+
+
 async def fetch_remote_image(url: str, settings: ServerSettings) -> bytes:
-    """The body of ``url`` (status 200, at most ``settings.max_body_bytes``), redirects checked."""
+    """The body of ``url`` (status 200, at most ``settings.max_body_bytes``), redirects checked.
+
+    No connection or cookie is carried from one hop to the next (connections go to addresses,
+    so one kept alive for one host name must not serve another)."""
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL as error:
@@ -96,14 +114,16 @@ async def fetch_remote_image(url: str, settings: ServerSettings) -> bytes:
     limit = settings.max_body_bytes
     try:
         async with httpx.AsyncClient(
-            timeout=settings.remote_timeout_s, follow_redirects=False, trust_env=False
+            timeout=settings.remote_timeout_s,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
         ) as client:
             for _ in range(MAX_REDIRECTS + 1):
-                address = await check_remote_url(target, settings)
-                connect_url, headers, extensions = pinned_request(target, address)
-                async with client.stream(
-                    "GET", connect_url, headers=headers, extensions=extensions
-                ) as response:
+                addresses = await check_remote_url(target, settings)
+                client.cookies.clear()
+                response = await _send(client, target, addresses)
+                try:
                     if response.has_redirect_location:  # a 3xx with a Location header
                         target = target.join(response.headers["location"])  # (httpx checked it)
                         continue
@@ -115,6 +135,8 @@ async def fetch_remote_image(url: str, settings: ServerSettings) -> bytes:
                         if len(data) > limit:
                             raise _refuse(f"the image at the URL exceeds {limit} bytes")
                     return bytes(data)
+                finally:
+                    await response.aclose()
     except httpx.HTTPError as error:
         raise _refuse(f"fetching the image URL failed: {error}") from None
     raise _refuse(f"the image URL redirected more than {MAX_REDIRECTS} times")

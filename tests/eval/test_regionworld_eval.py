@@ -155,6 +155,17 @@ def test_cli_regionworld_and_user_errors(world, tiny_factory, tmp_path, short_an
     assert set(saved["metrics"]) <= {"questions", "category", "relation"}
     wrong = runner.invoke(eval_app, [*args, "--task", "colour"])
     assert wrong.exit_code == 2 and "unknown task 'colour'" in wrong.stderr
+    assert json.loads((out / "run.json").read_text()) == {
+        "model": str(tmp_path / "ckpt"), "dtype": "float32", "device": "cpu"
+    }  # fmt: skip
+    more = [*args[:8], "8", *args[9:]]  # 2 more questions into the same --out
+    mixed = runner.invoke(eval_app, [*more, "--dtype", "bfloat16"])
+    assert mixed.exit_code == 2 and "made with dtype 'float32', not dtype 'bfloat16'" in mixed.stderr
+    assert len((out / PREDICTIONS).read_text().splitlines()) == 6  # nothing added
+    bad_dtype = runner.invoke(eval_app, [*args, "--dtype", "bf17"])
+    assert bad_dtype.exit_code == 2 and "unknown dtype 'bf17'" in bad_dtype.stderr
+    assert runner.invoke(eval_app, more).exit_code == 0  # same settings: resumes
+    assert len((out / PREDICTIONS).read_text().splitlines()) == 8
 
 
 def test_detailed_scores_the_region_attributes_whatever_the_template() -> None:

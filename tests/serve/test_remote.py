@@ -123,6 +123,33 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(monkeypa
     assert seen == [f"images.example:{files.server_port}"]  # the server still sees the URL's host
 
 
+def test_every_checked_address_is_tried_in_order(monkeypatch):
+    from regiongpt.serve import remote
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"image bytes")
+
+        def log_message(self, *args):
+            pass
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+
+    async def two_addresses(self, host, port, **kwargs):  # nothing listens on 127.0.0.2
+        return [(2, 1, 6, "", ("127.0.0.2", port)), (2, 1, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", two_addresses)
+    monkeypatch.setattr(remote, "is_public", lambda address: True)
+    url = f"http://images.example:{files.server_port}/x.png"
+    try:
+        assert asyncio.run(fetch_remote_image(url, PUBLIC_MODE)) == b"image bytes"
+    finally:
+        files.shutdown()
+
+
 def test_pinned_request_keeps_the_host_for_the_header_and_tls():
     from regiongpt.serve.remote import pinned_request
 
