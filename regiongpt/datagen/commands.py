@@ -50,6 +50,10 @@ def datagen_command(
     ] = True,
     top_k: Annotated[int, Flag(min=1, help="ImageNet labels per crop (offline teacher).")] = 3,
     device: Annotated[str, Flag(help="Torch device of local/offline teachers.")] = "cpu",
+    dtype: Annotated[
+        str,
+        Flag(help="Weights of a local: teacher: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16."),
+    ] = "auto",
     min_words: Annotated[int, Flag(min=0, help="Drop captions with fewer words.")] = 5,
     max_words: Annotated[int, Flag(min=1, help="Drop captions with more words.")] = 150,
     max_repeat_ratio: Annotated[
@@ -110,6 +114,7 @@ def datagen_command(
             send_crop=send_crop,
             top_k=top_k,
             device=device,
+            dtype=dtype,
         )
         with transformers_progress_bars(progress):  # the teacher's and the filters' model loads
             model = make_teacher(teacher, options)

@@ -14,9 +14,13 @@ class LocalTeacher:
 
     max_workers = 1
 
-    def __init__(self, model: str | RegionGPT, max_new_tokens: int = 96, device: str = "cpu") -> None:
+    def __init__(
+        self, model: str | RegionGPT, max_new_tokens: int = 96, device: str = "cpu", dtype: str = "auto"
+    ) -> None:
         self.engine = (
-            model if isinstance(model, RegionGPT) else RegionGPT.from_pretrained(model, device=device)
+            model
+            if isinstance(model, RegionGPT)
+            else RegionGPT.from_pretrained(model, device=device, dtype=dtype)
         )
         self.name = f"local:{model if isinstance(model, str) else self.engine.name}"
         self.max_new_tokens = max_new_tokens

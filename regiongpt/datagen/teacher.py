@@ -78,6 +78,7 @@ class TeacherOptions:
     send_crop: bool = True
     top_k: int = 3
     device: str = "cpu"
+    dtype: str = "auto"  # local teachers (regiongpt.api.resolve_dtype)
 
 
 def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
@@ -93,7 +94,9 @@ def make_teacher(spec: str, options: TeacherOptions | None = None) -> Teacher:
     if kind == "local" and rest:
         from regiongpt.datagen.local_teacher import LocalTeacher
 
-        return LocalTeacher(rest, max_new_tokens=options.max_new_tokens, device=options.device)
+        return LocalTeacher(
+            rest, max_new_tokens=options.max_new_tokens, device=options.device, dtype=options.dtype
+        )
     if kind == "openai" and rest:
         from regiongpt.datagen.openai_teacher import OpenAITeacher
 

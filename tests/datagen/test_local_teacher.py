@@ -24,3 +24,17 @@ def test_local_teacher_from_a_checkpoint(tiny_factory, regions_file, tmp_path):
     records = list(read_jsonl(out)) + list(read_jsonl(side_paths(out)[0]))
     assert sorted(r.id for r in records) == ["a-r1", "a-r2", "b-r1"]
     assert {r.meta["class_name"] for r in records} == {"cat", None, "cup"}
+
+
+def test_local_teacher_loads_in_the_asked_dtype(tiny_factory, tmp_path):
+    import pytest
+    import torch
+
+    model, processor = tiny_factory()
+    RegionGPT(model, processor).save_pretrained(tmp_path / "ckpt")
+    spec = f"local:{tmp_path / 'ckpt'}"
+    teacher = make_teacher(spec, TeacherOptions(dtype="bfloat16"))
+    assert teacher.engine.model.dtype == torch.bfloat16
+    assert make_teacher(spec, TeacherOptions()).engine.model.dtype == torch.float32  # auto on CPU
+    with pytest.raises(ValueError, match="unknown dtype 'bf17'"):
+        make_teacher(spec, TeacherOptions(dtype="bf17"))
