@@ -75,8 +75,8 @@ def serve_command(
     remote_url_host: Annotated[
         Optional[list[str]],
         typer.Option(
-            help="With --allow-remote-urls: download only from this host (repeatable; may be a "
-            "private or loopback one)."
+            help="With --allow-remote-urls: download only from this host, any port, or HOST:PORT "
+            "(repeatable; may be a private or loopback one)."
         ),
     ] = None,
     max_regions: Annotated[int, typer.Option(help="Most regions per request.")] = 32,

@@ -7,8 +7,8 @@ address the host resolves to is public; the connection then goes to the address 
 checked (the URL's host stays in the ``Host`` header and TLS's server name), so a DNS answer that
 changes after the check (rebinding) is never used. The check is repeated for every redirect (at
 most :data:`MAX_REDIRECTS`), and proxy settings in the environment are ignored (a proxy would make
-its own connection). Hosts on the operator's list are connected to by name. The list names
-hosts, not ports."""
+its own connection). Hosts on the operator's list are connected to by name; an entry with a
+port (``host:8443``) allows only that port, one without allows any."""
 
 from __future__ import annotations
 
@@ -48,6 +48,18 @@ def host_name(url: httpx.URL) -> str:
     return url.raw_host.decode("ascii").lower()
 
 
+def host_and_port(host: str, port: int) -> str:
+    """``host:port`` (IPv6 in brackets), as allow-list entries with a port are written."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def allowed(url: httpx.URL, hosts: tuple[str, ...]) -> bool:
+    """Whether ``url`` is on the allow-list: its host (any port) or its ``host:port``."""
+    host = host_name(url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return host in hosts or host_and_port(host, port) in hosts
+
+
 async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> list[str] | None:
     """Raise a 400 :class:`APIError` unless the server may connect to ``url``; return the checked
     addresses to connect to, in resolver order (``None``: a host on the operator's list, connected
@@ -55,14 +67,14 @@ async def check_remote_url(url: httpx.URL, settings: ServerSettings) -> list[str
     if url.scheme not in ("http", "https"):
         raise _refuse(f"unsupported image URL scheme {url.scheme!r}: only http(s) is fetched")
     host = host_name(url)
+    port = url.port or (443 if url.scheme == "https" else 80)
     if settings.remote_url_hosts:
-        if host not in settings.remote_url_hosts:
+        if not allowed(url, settings.remote_url_hosts):
             raise _refuse(
-                f"image URL host {host!r} is not one this server fetches from "
+                f"image URL host {host!r} (port {port}) is not one this server fetches from "
                 f"({', '.join(settings.remote_url_hosts)})"
             )
         return None
-    port = url.port or (443 if url.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:

@@ -63,13 +63,18 @@ class ServerSettings:
 
 
 def _host_as_connected(host: str) -> str:
-    """``"[::1]"`` -> ``"::1"``, ``"Bücher.example"`` -> ``"xn--bcher-kva.example"``."""
+    """An allow-list entry as :func:`~regiongpt.serve.remote.allowed` compares it: ``"[::1]"`` ->
+    ``"::1"``, ``"Bücher.example"`` -> ``"xn--bcher-kva.example"`` (any port); with a port, only
+    that port: ``"Example.com:8443"`` -> ``"example.com:8443"``, ``"[::1]:80"`` -> ``"[::1]:80"``."""
     import httpx
 
-    from regiongpt.serve.remote import host_name
+    from regiongpt.serve.remote import host_and_port, host_name
 
     try:
-        return host_name(httpx.URL(f"http://{host.strip()}/")) if host.strip() else ""
+        url = httpx.URL(f"allow://{host.strip()}/")  # a scheme with no default port keeps ":80"
+        if not host.strip():
+            return ""
+        return host_name(url) if url.port is None else host_and_port(host_name(url), url.port)
     except (httpx.InvalidURL, UnicodeError):
         raise ValueError(f"remote_url_hosts: {host!r} is not a host name or address") from None
 

@@ -49,10 +49,22 @@ def test_allow_list_entries_are_normalised_like_the_connected_host():
     assert settings.remote_url_hosts == ("::1", "xn--bcher-kva.example", "localhost")
     asyncio.run(check_remote_url(httpx.URL("http://[::1]:9/x.png"), settings))
     asyncio.run(check_remote_url(httpx.URL("http://xn--bcher-kva.example/x.png"), settings))
-    with pytest.raises(APIError, match="'evil.example' is not one"):
+    with pytest.raises(APIError, match=r"'evil.example' \(port 80\) is not one"):
         asyncio.run(check_remote_url(httpx.URL("http://localhost@evil.example/x.png"), settings))
     with pytest.raises(ValueError, match="is not a host name"):
         ServerSettings(allow_remote_urls=True, remote_url_hosts=("[::1",))
+
+
+def test_allow_list_entries_with_a_port_allow_only_that_port():
+    settings = ServerSettings(
+        allow_remote_urls=True, remote_url_hosts=("Images.Example:8443", "[::1]:80", "plain.example:80")
+    )
+    assert settings.remote_url_hosts == ("images.example:8443", "[::1]:80", "plain.example:80")
+    for url in ("https://images.example:8443/a.png", "http://[::1]/a.png", "http://plain.example/a.png"):
+        asyncio.run(check_remote_url(httpx.URL(url), settings))
+    for url in ("https://images.example/a.png", "http://[::1]:8080/a.png", "https://plain.example/a.png"):
+        with pytest.raises(APIError, match="is not one this server fetches from"):
+            asyncio.run(check_remote_url(httpx.URL(url), settings))
 
 
 def test_redirects_relative_invalid_and_to_other_schemes(monkeypatch):
