@@ -26,6 +26,8 @@ from gpu_common import (
 )
 from transformers import DynamicCache
 
+from regiongpt.modeling.cache import cache_argument
+
 
 def run(lm, batch: int, prompt: int, decode: int, device: torch.device) -> dict[str, float]:
     vocab = lm.config.vocab_size
@@ -33,17 +35,17 @@ def run(lm, batch: int, prompt: int, decode: int, device: torch.device) -> dict[
     with torch.inference_mode():
         for _ in range(2):  # warm-up
             cache = DynamicCache(config=lm.config)
-            lm(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            lm(input_ids=ids, use_cache=True, **cache_argument(lm, cache), logits_to_keep=1)
         sync(device)
         start = time.perf_counter()
         cache = DynamicCache(config=lm.config)
-        out = lm(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = lm(input_ids=ids, use_cache=True, **cache_argument(lm, cache), logits_to_keep=1)
         sync(device)
         prefill_s = time.perf_counter() - start
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         start = time.perf_counter()
         for _ in range(decode):
-            out = lm(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = lm(input_ids=token, use_cache=True, **cache_argument(lm, cache), logits_to_keep=1)
             token = out.logits[:, -1].argmax(-1, keepdim=True)
         sync(device)
         decode_s = time.perf_counter() - start

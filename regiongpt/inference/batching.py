@@ -29,6 +29,7 @@ from regiongpt.inference.prefix import (
     shared_prefix_length,
     suffix_batch,
 )
+from regiongpt.modeling.cache import cache_argument
 from regiongpt.processing import IGNORE_INDEX, EncodedSample, RegionGPTProcessor
 from regiongpt.regions import RegionLike, validate_regions
 
@@ -121,7 +122,9 @@ def generate_rows(
         return greedy_decode(lm, embeds, mask, cache, **generate_kwargs)
     if p:  # generate() takes the full sequence's embeddings and runs those after the cache
         embeds = torch.cat([embeds.new_zeros(n, p, embeds.shape[-1]), embeds], dim=1)
-    return lm.generate(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache, **generate_kwargs)
+    return lm.generate(
+        inputs_embeds=embeds, attention_mask=mask, **cache_argument(lm, cache), **generate_kwargs
+    )
 
 
 def score_rows(
@@ -150,8 +153,8 @@ def score_rows(
         inputs_embeds=embeds[:, :run],
         attention_mask=batch.attention_mask[:, : p + run].to(device),
         position_ids=batch.position_ids[:, :run].to(device),
-        past_key_values=cache,
         use_cache=cache is not None,
+        **cache_argument(lm, cache),
     ).last_hidden_state
     logits = model.get_output_embeddings()(hidden[:, :width][keep]).float()
     token_logp = F.log_softmax(logits, dim=-1).gather(1, targets[keep][:, None]).squeeze(1)

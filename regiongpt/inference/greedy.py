@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from regiongpt.modeling.cache import cache_argument
+
 #: Generation-config entries that do not change greedy decoding.
 HARMLESS_CONFIG = {
     "bos_token_id", "eos_token_id", "pad_token_id", "use_cache", "output_attentions", "output_hidden_states",
@@ -69,8 +71,8 @@ def greedy_decode(
     inputs: dict[str, torch.Tensor] = {"inputs_embeds": inputs_embeds}
     for step in range(max_new_tokens):
         logits = language_model(
-            **inputs, attention_mask=mask, position_ids=positions, past_key_values=past_key_values,
-            use_cache=True, logits_to_keep=1,
+            **inputs, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+            **cache_argument(language_model, past_key_values),
         ).logits[:, -1].to(dtype=torch.float32)  # fmt: skip
         tokens = logits.argmax(dim=-1)
         out[rows, step] = tokens

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from regiongpt.modeling.cache import cache_argument
 from regiongpt.processing import IGNORE_INDEX, EncodedSample
 
 
@@ -115,7 +116,8 @@ def prefill(model, ids: Sequence[int], features) -> PrefixState:
         input_ids, image_index=torch.zeros(1, dtype=torch.long, device=device), features=features
     )
     cache = new_cache(model.language_model)
-    model.language_model.get_decoder()(inputs_embeds=embeds, past_key_values=cache, use_cache=True)
+    lm = model.language_model
+    lm.get_decoder()(inputs_embeds=embeds, use_cache=True, **cache_argument(lm, cache))
     return PrefixState(list(ids), cache, features=features)
 
 

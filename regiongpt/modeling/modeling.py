@@ -17,6 +17,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from regiongpt.modeling.cache import cache_argument
 from regiongpt.modeling.configuration import RegionGPTConfig
 from regiongpt.modeling.region_encoders import RegionInputs, build_region_encoder
 from regiongpt.modeling.vision import VisionFeatures, build_vision_tower
@@ -244,8 +245,8 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **({} if past_key_values is None else cache_argument(self.language_model, past_key_values)),
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
