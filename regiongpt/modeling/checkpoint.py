@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,7 +54,9 @@ def apply_lora(model: RegionGPTForConditionalGeneration, lora: dict) -> None:
     """Wrap the LM with peft LoRA adapters (``lora``: LoraConfig keyword arguments)."""
     from peft import LoraConfig, get_peft_model
 
-    model.language_model = get_peft_model(model.language_model, LoraConfig(**lora))
+    with warnings.catch_warnings():  # peft reads a property transformers 5.24 deprecates; not ours to act on
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        model.language_model = get_peft_model(model.language_model, LoraConfig(**lora))
     model.config.lora = dict(lora)
 
 
