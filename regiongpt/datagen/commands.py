@@ -52,7 +52,9 @@ def datagen_command(
     device: Annotated[str, Flag(help="Torch device of local/offline teachers.")] = "cpu",
     dtype: Annotated[
         str,
-        Flag(help="Weights of a local: teacher: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16."),
+        Flag(
+            help="Weights of a local: teacher: auto (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
+        ),
     ] = "auto",
     min_words: Annotated[int, Flag(min=0, help="Drop captions with fewer words.")] = 5,
     max_words: Annotated[int, Flag(min=1, help="Drop captions with more words.")] = 150,

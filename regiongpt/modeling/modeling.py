@@ -237,6 +237,8 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
                 image_index,
                 features,
             )
+        if past_key_values is None:  # transformers >= 5.24 spells it `cache`
+            past_key_values = kwargs.pop("cache", None)
         if position_ids is None and attention_mask is not None and past_key_values is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         if labels is not None:

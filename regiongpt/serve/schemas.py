@@ -70,13 +70,18 @@ def _host_as_connected(host: str) -> str:
 
     from regiongpt.serve.remote import host_and_port, host_name
 
+    entry = host.strip()
+    if not entry:
+        return ""
+    bad = ValueError(f"remote_url_hosts: {host!r} is not a host name or address, with an optional :PORT")
     try:
-        url = httpx.URL(f"allow://{host.strip()}/")  # a scheme with no default port keeps ":80"
-        if not host.strip():
-            return ""
-        return host_name(url) if url.port is None else host_and_port(host_name(url), url.port)
+        url = httpx.URL(f"allow://{entry}/")  # a scheme with no default port keeps ":80"
     except (httpx.InvalidURL, UnicodeError):
-        raise ValueError(f"remote_url_hosts: {host!r} is not a host name or address") from None
+        raise bad from None
+    extra = url.userinfo or url.raw_path != b"/" or url.query or url.fragment
+    if extra or entry.endswith(":") or (url.port is not None and not 1 <= url.port <= 65535):
+        raise bad
+    return host_name(url) if url.port is None else host_and_port(host_name(url), url.port)
 
 
 class _Strict(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from transformers import DynamicCache
 
@@ -36,5 +38,7 @@ def test_the_cache_keyword_follows_the_decoder_signature(tiny_factory):
     lm = model.language_model
     cache = DynamicCache(config=lm.config)
     embeds = torch.zeros(1, 5, lm.config.hidden_size)
-    lm.get_decoder()(inputs_embeds=embeds, use_cache=True, **cache_argument(lm, cache))
+    with warnings.catch_warnings():  # the keyword it picks is not a deprecated one
+        warnings.filterwarnings("error", ".*past_key_values", FutureWarning)
+        lm.get_decoder()(inputs_embeds=embeds, use_cache=True, **cache_argument(lm, cache))
     assert cache.get_seq_length() == 5

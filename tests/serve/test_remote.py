@@ -65,6 +65,9 @@ def test_allow_list_entries_with_a_port_allow_only_that_port():
     for url in ("https://images.example/a.png", "http://[::1]:8080/a.png", "https://plain.example/a.png"):
         with pytest.raises(APIError, match="is not one this server fetches from"):
             asyncio.run(check_remote_url(httpx.URL(url), settings))
+    for entry in ("images.example:", "[::1]:", "host:0", "host:65536", "user@host:80", "host:80/x", "host?q"):
+        with pytest.raises(ValueError, match="is not a host name or address"):
+            ServerSettings(allow_remote_urls=True, remote_url_hosts=(entry,))
 
 
 def test_redirects_relative_invalid_and_to_other_schemes(monkeypatch):
