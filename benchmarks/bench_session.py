@@ -4,8 +4,8 @@
 
 Each follow-up (turns 2-5) is timed twice: ``Session.ask`` (keys/values of the image, earlier
 turns and replies reused; only the new turn runs) and ``RegionGPT.generate`` on the whole
-conversation (what a stateless call recomputes). Replies must be identical (asserted in float32; counted with a 16-bit ``--dtype``). Two
-settings: full replies of ``--max-new-tokens`` and the first token only (time to first token).
+conversation (what a stateless call recomputes). Replies must be identical (asserted in
+float32; counted with a 16-bit ``--dtype``). Two settings: full replies of ``--max-new-tokens`` and the first token only (time to first token).
 Target: follow-up latency with reuse <= 0.5x recomputing. Writes ``results/bench_session.json``.
 Timing options (threads, CPU or wall clock): see ``benchmarks/common.py``.
 """

@@ -119,9 +119,8 @@ def replace_directory(built: Path, target: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-STALE_AFTER_S = (
-    60.0  # a build folder younger than this is never removed (its builder may not hold the lock yet)
-)
+#: A build folder younger than this is never removed (its builder may not hold the lock yet).
+STALE_AFTER_S = 60.0
 
 
 def _lock_directory(path: Path, wait: bool) -> int | None:

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
+from regiongpt.cli_options import DtypeOption
 from regiongpt.tasks import Task
 
 
@@ -96,12 +97,7 @@ def describe(
     ] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Answer length limit (tokens).")] = None,
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
-    dtype: Annotated[
-        str,
-        typer.Option(
-            help="Weights: 'auto' (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
-        ),
-    ] = "auto",
+    dtype: DtypeOption = "auto",
 ) -> None:
     from regiongpt.imaging import load_image
     from regiongpt.regions import Box, Mask, Point, region_to_json, validate_regions

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from regiongpt.cli_options import DTYPE_CHOICES
+
 Flag = typer.Option
 
 
@@ -50,12 +52,7 @@ def datagen_command(
     ] = True,
     top_k: Annotated[int, Flag(min=1, help="ImageNet labels per crop (offline teacher).")] = 3,
     device: Annotated[str, Flag(help="Torch device of local/offline teachers.")] = "cpu",
-    dtype: Annotated[
-        str,
-        Flag(
-            help="Weights of a local: teacher: auto (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
-        ),
-    ] = "auto",
+    dtype: Annotated[str, Flag(help=f"Weights of a local: teacher: {DTYPE_CHOICES}.")] = "auto",
     min_words: Annotated[int, Flag(min=0, help="Drop captions with fewer words.")] = 5,
     max_words: Annotated[int, Flag(min=1, help="Drop captions with more words.")] = 150,
     max_repeat_ratio: Annotated[

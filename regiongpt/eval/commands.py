@@ -13,6 +13,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from regiongpt.cli_options import DtypeOption
+
 eval_app = typer.Typer(
     help=(
         "Evaluate a model on a benchmark; see docs/evaluation.md.\n\n"
@@ -35,12 +37,6 @@ ImageRoot = Annotated[
     Optional[Path], typer.Option(help="Folder image paths are relative to (default: the data file's folder).")
 ]
 Device = Annotated[str, typer.Option(help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'...")]
-Dtype = Annotated[
-    str,
-    typer.Option(
-        help="Weights: 'auto' (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
-    ),
-]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")]
 
 
@@ -109,7 +105,7 @@ def regionworld(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.regionworld import SPLITS, evaluate_regionworld
@@ -146,7 +142,7 @@ def caption(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.caption import evaluate_caption
@@ -180,7 +176,7 @@ def classify(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.classify import evaluate_classify
@@ -221,7 +217,7 @@ def rec(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.rec import evaluate_rec
@@ -253,7 +249,7 @@ def pope(
     limit: Limit = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.pope import evaluate_pope
@@ -281,7 +277,7 @@ def vcr(
     limit: Limit = None,
     batch_size: BatchSize = 8,
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = "auto",
     progress: Progress = True,
 ) -> None:
     from regiongpt.eval.vcr import evaluate_vcr

@@ -13,15 +13,10 @@ from typing import Annotated, Optional
 import typer
 
 from regiongpt.api import RegionGPT
+from regiongpt.cli_options import DtypeOption
 
 ModelOption = Annotated[str, typer.Option(help="'default', a checkpoint directory or a hub id.")]
 DeviceOption = Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")]
-DtypeOption = Annotated[
-    str,
-    typer.Option(
-        help="Weights: 'auto' (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), float32, bfloat16, float16."
-    ),
-]
 
 
 def _fail(message: str) -> typer.Exit:

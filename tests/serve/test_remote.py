@@ -6,6 +6,8 @@ import asyncio
 import http.server
 import ipaddress
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -102,15 +104,14 @@ def test_redirects_relative_invalid_and_to_other_schemes(monkeypatch):
         files.shutdown()
 
 
-def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(monkeypatch):
-    """DNS rebinding: the name is resolved once, checked, and that address is connected to."""
-    from regiongpt.serve import remote
-
-    seen = []
+@contextmanager
+def _image_server(hosts_seen: list[str]) -> Iterator[int]:
+    """A local HTTP server answering every GET with b"image bytes" (its port); records the Host
+    header of each request in ``hosts_seen``."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            seen.append(self.headers["Host"])
+            hosts_seen.append(self.headers["Host"])
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"image bytes")
@@ -120,7 +121,17 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(monkeypa
 
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=files.serve_forever, daemon=True).start()
-    lookups = []
+    try:
+        yield files.server_port
+    finally:
+        files.shutdown()
+
+
+def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(monkeypatch):
+    """DNS rebinding: the name is resolved once, checked, and that address is connected to."""
+    from regiongpt.serve import remote
+
+    seen, lookups = [], []
 
     async def resolve_once(self, host, port, **kwargs):  # a second lookup would get a private address
         lookups.append(host)
@@ -129,40 +140,26 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(monkeypa
 
     monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", resolve_once)
     monkeypatch.setattr(remote, "is_public", lambda address: str(address) == "127.0.0.1")
-    url = f"http://images.example:{files.server_port}/x.png"
-    try:
+    with _image_server(seen) as port:
+        url = f"http://images.example:{port}/x.png"
         assert asyncio.run(fetch_remote_image(url, PUBLIC_MODE)) == b"image bytes"
-    finally:
-        files.shutdown()
     assert lookups == ["images.example"]  # the one lookup of the check; the connection used its answer
-    assert seen == [f"images.example:{files.server_port}"]  # the server still sees the URL's host
+    assert seen == [f"images.example:{port}"]  # the server still sees the URL's host
 
 
 def test_every_checked_address_is_tried_in_order(monkeypatch):
     from regiongpt.serve import remote
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"image bytes")
-
-        def log_message(self, *args):
-            pass
-
-    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=files.serve_forever, daemon=True).start()
 
     async def two_addresses(self, host, port, **kwargs):  # nothing listens on 127.0.0.2
         return [(2, 1, 6, "", ("127.0.0.2", port)), (2, 1, 6, "", ("127.0.0.1", port))]
 
     monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", two_addresses)
     monkeypatch.setattr(remote, "is_public", lambda address: True)
-    url = f"http://images.example:{files.server_port}/x.png"
-    try:
+    seen = []
+    with _image_server(seen) as port:
+        url = f"http://images.example:{port}/x.png"
         assert asyncio.run(fetch_remote_image(url, PUBLIC_MODE)) == b"image bytes"
-    finally:
-        files.shutdown()
+    assert len(seen) == 1
 
 
 def test_pinned_request_keeps_the_host_for_the_header_and_tls():
