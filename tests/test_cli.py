@@ -118,3 +118,18 @@ def test_help_teaches_by_example():
     assert result.exit_code == 0 and "regiongpt describe photo.jpg" in result.stdout
     result = run("describe", "--help")
     assert "--box=-5,0,40,40" in result.stdout
+
+
+def test_help_does_not_load_torch():
+    """``regiongpt --help`` (and every subcommand's help) is instant: the model stack (torch,
+    transformers) is imported only when a command runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from regiongpt.cli import app; "
+        "r = CliRunner().invoke(app, ['serve', '--help']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

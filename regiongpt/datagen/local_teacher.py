@@ -1,4 +1,6 @@
-"""``local:MODEL``: a regiongpt model in this process (``RegionGPT.from_pretrained``), greedy."""
+"""``local:MODEL``: a regiongpt model in this process (``RegionGPT.from_pretrained``), greedy.
+
+Its name (``meta.teacher`` of every record) is ``local:MODEL@DTYPE``, e.g. ``local:default@float32``."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ class LocalTeacher:
             if isinstance(model, RegionGPT)
             else RegionGPT.from_pretrained(model, device=device, dtype=dtype)
         )
-        self.name = f"local:{model if isinstance(model, str) else self.engine.name}"
+        # the dtype is part of the name: a resumed run refuses to mix float32 and 16-bit captions
+        source = model if isinstance(model, str) else self.engine.name
+        self.name = f"local:{source}@{str(self.engine.model.dtype).removeprefix('torch.')}"
         self.max_new_tokens = max_new_tokens
 
     def global_caption(self, image: Image.Image) -> Caption:

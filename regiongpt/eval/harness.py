@@ -34,13 +34,9 @@ RESUME_MUST_MATCH = ("model", "dtype")
 def check_run_settings(out: Path, settings: Mapping[str, str]) -> None:
     """Refuse (``ValueError``) to add predictions to ``out`` if its earlier ones were made with a
     different model or dtype (``run.json``); a device change is allowed."""
-    path = Path(out) / RUN_SETTINGS
-    if not path.is_file() or not (Path(out) / PREDICTIONS).is_file():
+    if not (Path(out) / PREDICTIONS).is_file():
         return
-    try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return
+    previous = read_run_settings(out)
     changed = [key for key in RESUME_MUST_MATCH if key in previous and previous[key] != settings.get(key)]
     if changed:
         was = ", ".join(f"{key} {previous[key]!r}" for key in changed)
@@ -48,6 +44,15 @@ def check_run_settings(out: Path, settings: Mapping[str, str]) -> None:
         raise ValueError(
             f"{out} holds predictions made with {was}, not {now}: use another --out, or the same settings to resume"
         )
+
+
+def read_run_settings(out: Path) -> dict[str, str]:
+    """``out/run.json`` (empty when missing or unreadable)."""
+    try:
+        settings = json.loads((Path(out) / RUN_SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
 
 
 def write_run_settings(out: Path, settings: Mapping[str, str]) -> None:
@@ -295,8 +300,12 @@ def markdown_report(benchmark: str, metrics: Mapping[str, Any], config: Mapping[
 
 
 def write_outputs(out: Path, benchmark: str, metrics: Mapping[str, Any], config: Mapping[str, Any]) -> str:
-    """Write :data:`METRICS` and :data:`REPORT` atomically; returns the report text."""
+    """Write :data:`METRICS` and :data:`REPORT` atomically; returns the report text. The dtype
+    the predictions were made in (``run.json``) joins ``config`` unless it is there already."""
     out.mkdir(parents=True, exist_ok=True)
+    dtype = read_run_settings(out).get("dtype")
+    if dtype is not None and "dtype" not in config:
+        config = {**config, "dtype": dtype}
     payload = {"benchmark": benchmark, "config": dict(config), "metrics": dict(metrics)}
     write_text_atomic(out / METRICS, json.dumps(payload, indent=2) + "\n")
     report = markdown_report(benchmark, metrics, config)

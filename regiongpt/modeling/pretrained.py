@@ -15,6 +15,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,18 +30,29 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def transformers_progress_bars(enabled: bool) -> Iterator[None]:
     """Silence transformers' own bars ("Loading weights") inside the block when not ``enabled``.
 
-    transformers keeps one process-wide switch (shared with huggingface_hub's download bars); it is
-    switched back on when leaving, and ``enabled=True`` leaves it as it is."""
+    transformers' switch also flips huggingface_hub's bars, and switching those back on would
+    reset per-group settings made elsewhere; so huggingface_hub's settings are restored exactly
+    when leaving. ``enabled=True`` leaves everything as it is."""
+    import importlib
+
     from transformers.utils import logging as hf_logging
 
     if enabled or not hf_logging.is_progress_bar_enabled():
         yield
         return
-    hf_logging.disable_progress_bar()
+    hub_states = importlib.import_module("huggingface_hub.utils.tqdm").progress_bar_states
+    saved = dict(hub_states)
+    with warnings.catch_warnings():  # HF_HUB_DISABLE_PROGRESS_BARS set: the hub's switch is fixed
+        warnings.simplefilter("ignore")
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
-        hf_logging.enable_progress_bar()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hf_logging.enable_progress_bar()
+        hub_states.clear()
+        hub_states.update(saved)
 
 
 def cache_root() -> Path:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from regiongpt.api import RegionGPT
 from regiongpt.cli_options import DtypeOption
+
+if TYPE_CHECKING:  # the model (torch, transformers) loads when a command runs, not for --help
+    from regiongpt.api import RegionGPT
 
 ModelOption = Annotated[str, typer.Option(help="'default', a checkpoint directory or a hub id.")]
 DeviceOption = Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")]
@@ -26,6 +28,8 @@ def _fail(message: str) -> typer.Exit:
 
 def load_engine(model: str, device: str = "cpu", dtype: str = "auto") -> RegionGPT:
     """Load a model for serving (replaced in tests)."""
+    from regiongpt.api import RegionGPT
+
     return RegionGPT.from_pretrained(model, dtype=dtype, device=device)
 
 

@@ -14,7 +14,7 @@ def test_local_teacher_from_a_checkpoint(tiny_factory, regions_file, tmp_path):
     model, processor = tiny_factory(text_overrides={"tie_word_embeddings": False})
     RegionGPT(model, processor).save_pretrained(tmp_path / "ckpt")
     teacher = make_teacher(f"local:{tmp_path / 'ckpt'}", TeacherOptions(max_new_tokens=5, workers=4))
-    assert teacher.name == f"local:{tmp_path / 'ckpt'}" and teacher.max_workers == 1
+    assert teacher.name == f"local:{tmp_path / 'ckpt'}@float32" and teacher.max_workers == 1
     out = tmp_path / "gen.jsonl"
     filters = FilterConfig(min_words=1, max_repeat_ratio=1, min_class_similarity=0, dedupe=False)
     summary = run_datagen(
@@ -38,3 +38,21 @@ def test_local_teacher_loads_in_the_asked_dtype(tiny_factory, tmp_path):
     assert make_teacher(spec, TeacherOptions()).engine.model.dtype == torch.float32  # auto on CPU
     with pytest.raises(ValueError, match="unknown dtype 'bf17'"):
         make_teacher(spec, TeacherOptions(dtype="bf17"))
+
+
+def test_resume_in_another_dtype_is_refused(tiny_factory, regions_file, tmp_path):
+    """Captions of a float32 and a bfloat16 teacher differ: one output file holds one of them."""
+    import pytest
+
+    model, processor = tiny_factory()
+    RegionGPT(model, processor).save_pretrained(tmp_path / "ckpt")
+    spec = f"local:{tmp_path / 'ckpt'}"
+    out = tmp_path / "gen.jsonl"
+    filters = FilterConfig(min_words=1, max_repeat_ratio=1, min_class_similarity=0, dedupe=False)
+    config = DatagenConfig(out=out, filters=filters, progress=False, limit=1)
+    run_datagen(jsonl_items(regions_file), make_teacher(spec, TeacherOptions(max_new_tokens=3)), config)
+    bfloat16 = make_teacher(spec, TeacherOptions(max_new_tokens=3, dtype="bfloat16"))
+    with pytest.raises(ValueError, match=r"made with teacher '.*@float32', not '.*@bfloat16'"):
+        run_datagen(
+            jsonl_items(regions_file), bfloat16, DatagenConfig(out=out, filters=filters, progress=False)
+        )

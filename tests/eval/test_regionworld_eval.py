@@ -152,6 +152,7 @@ def test_cli_regionworld_and_user_errors(world, tiny_factory, tmp_path, short_an
     assert "relation" in {r["task"] for r in rows}  # the first 6 of those two tasks, not of all tasks
     saved = json.loads((tmp_path / "only" / METRICS).read_text())
     assert saved["config"]["tasks"] == "category,relation"
+    assert saved["config"]["dtype"] == "float32"  # from run.json: the precision of the predictions
     assert set(saved["metrics"]) <= {"questions", "category", "relation"}
     wrong = runner.invoke(eval_app, [*args, "--task", "colour"])
     assert wrong.exit_code == 2 and "unknown task 'colour'" in wrong.stderr

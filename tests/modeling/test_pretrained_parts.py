@@ -81,3 +81,23 @@ def test_pretrained_weight_cache_is_reused(tmp_path):
     key = next(iter(first))
     assert torch.equal(first[key], second[key])
     assert np.isfinite(first[key].numpy()).all()
+
+
+def test_silencing_load_bars_restores_huggingface_hub_settings():
+    """Quiet loads switch transformers' bars off and on again without resetting a per-group
+    setting of huggingface_hub's bars made elsewhere."""
+    import huggingface_hub.utils as hub
+    from transformers.utils import logging as hf_logging
+
+    from regiongpt.modeling.pretrained import transformers_progress_bars
+
+    hub.enable_progress_bars()
+    hub.disable_progress_bars("huggingface_hub.lfs_upload")
+    try:
+        with transformers_progress_bars(False):
+            assert not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.is_progress_bar_enabled()
+        assert hub.are_progress_bars_disabled("huggingface_hub.lfs_upload")
+        assert not hub.are_progress_bars_disabled("huggingface_hub.http_get")
+    finally:
+        hub.enable_progress_bars()
