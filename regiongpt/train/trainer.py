@@ -82,6 +82,15 @@ def last_complete_checkpoint(stage_dir: Path) -> str | None:
     return str(max(complete, key=lambda p: int(p.name.split("-", 1)[1]))) if complete else None
 
 
+#: TrainingArguments' name for activation (gradient) checkpointing: transformers 5.x renamed it and
+#: warns on the old name, which older 5.x releases still need.
+CHECKPOINTING_ARGUMENT = (
+    "activation_checkpointing"
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    else "gradient_checkpointing"
+)
+
+
 def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval: bool) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -95,7 +104,7 @@ def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval
         num_train_epochs=spec.num_epochs,
         max_steps=spec.max_steps,
         bf16=_bf16(spec.bf16),
-        gradient_checkpointing=spec.gradient_checkpointing,
+        **{CHECKPOINTING_ARGUMENT: spec.gradient_checkpointing},
         logging_steps=spec.logging_steps,
         save_steps=spec.save_steps,
         save_total_limit=spec.save_total_limit,

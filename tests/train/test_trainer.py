@@ -199,3 +199,17 @@ def test_paper_recipes_dry_run_with_tiny_configs_and_data(tiny_setup, name):
     moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert "region_encoder" in moved
     assert ("language_model" in moved) == any("language_model" in s["trainable"] for s in values["stages"])
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_training_arguments_use_the_current_checkpointing_name(tmp_path, checkpointing):
+    """No deprecation warning from TrainingArguments, and the recipe's setting is what it holds."""
+    import warnings
+
+    from regiongpt.train.recipe import TrainingSpec
+    from regiongpt.train.trainer import training_arguments
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        args = training_arguments(TrainingSpec(gradient_checkpointing=checkpointing), tmp_path, 0, False)
+    assert args.gradient_checkpointing is checkpointing
