@@ -8,6 +8,7 @@ A mix file is YAML, either a list of sources or a mapping with ``datasets`` (plu
       - {path: coco_category.jsonl, ratio: 0.5, name: coco}   # a random half
       - {path: refcocog_caption.jsonl, count: 20000}           # exactly 20000 records
       - {path: vcr.jsonl, ratio: 2}                            # every record twice
+      - {path: world.jsonl, tasks: [yes_no]}                   # only its yes/no records
 
 Paths are relative to the mix file. Records keep their image and mask paths as they are (for
 converted data sets trained with ``data.root``), unless a source gives ``root``: the folder its
@@ -15,7 +16,8 @@ paths are relative to (e.g. the JSONL's own folder); then they are rewritten rel
 output file's folder, so sources from different folders mix into one file that trains without
 ``data.root``. Absolute paths stay absolute. ``ratio`` scales the file's record count (above 1:
 whole copies plus a random rest), ``count`` asks for an exact number, neither means every
-record once. Sampling is deterministic: the same seed gives the same output, and a source's
+record once; ``tasks`` keeps only the records of those tasks (before the amount applies).
+Sampling is deterministic: the same seed gives the same output, and a source's
 sample does not change when other sources are added. Output ids are ``name/id`` (``#k`` added
 to the k-th extra copy) and ``meta.mix`` holds the source name.
 """
@@ -35,8 +37,9 @@ from typing import Any
 import yaml
 
 from regiongpt.data.format import Record, read_jsonl, write_jsonl
+from regiongpt.tasks import Task
 
-SOURCE_KEYS = ("path", "ratio", "count", "name", "root")
+SOURCE_KEYS = ("path", "ratio", "count", "name", "root", "tasks")
 MIX_KEYS = ("datasets", "seed", "shuffle")
 
 
@@ -49,6 +52,13 @@ class MixSource:
     ratio: float | None = None
     count: int | None = None
     root: Path | None = None  # the folder image/mask paths are relative to; None: leave them as they are
+    tasks: frozenset[Task] | None = None  # keep only records of these tasks; None: all records
+
+    def records(self) -> Iterator[Record]:
+        """The file's records, only those of ``tasks`` when set."""
+        for record in read_jsonl(self.path):
+            if self.tasks is None or record.task in self.tasks:
+                yield record
 
     def target(self, size: int) -> int:
         """How many records to draw from a file of ``size`` records."""
@@ -94,8 +104,21 @@ def _source(entry: Any, index: int, base: Path, where: str) -> MixSource:
     root = entry.get("root")
     if root is not None and (not isinstance(root, str) or not (base / root).is_dir()):
         raise ValueError(f"{here}: 'root' must be an existing folder, got {root!r:.60}")
+    tasks = entry.get("tasks")
+    if tasks is not None:
+        if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+            raise ValueError(f"{here}: 'tasks' must be a non-empty list of task names, got {tasks!r:.60}")
+        try:
+            tasks = frozenset(Task.parse(t) for t in tasks)
+        except ValueError as error:
+            raise ValueError(f"{here}: {error}") from None
     return MixSource(
-        path, name, None if ratio is None else float(ratio), count, None if root is None else base / root
+        path,
+        name,
+        None if ratio is None else float(ratio),
+        count,
+        None if root is None else base / root,
+        tasks,
     )
 
 
@@ -145,18 +168,20 @@ def _rebased(record: Record, source_root: Path, out_root: Path) -> Record:
 
 
 def _draw(source: MixSource, seed: int, out_root: Path | None = None) -> Iterator[Record]:
-    size = sum(1 for _ in read_jsonl(source.path))
+    size = sum(1 for _ in source.records())
     target = source.target(size)
     if size == 0:
         if target:
             raise ValueError(f"{source.path}: no records to draw {target} from ({source.name})")
+        if source.tasks is not None:
+            raise ValueError(f"{source.path}: no records of tasks {sorted(t.value for t in source.tasks)}")
         return
     full, rest = divmod(target, size)
     rng = random.Random(f"{seed}:{source.name}")
     extra = set(rng.sample(range(size), rest))
     rebase = source.root is not None and out_root is not None and source.root.resolve() != out_root.resolve()
     roots = (source.root.resolve(), out_root.resolve()) if rebase else None
-    for index, record in enumerate(read_jsonl(source.path)):
+    for index, record in enumerate(source.records()):
         if roots is not None:
             record = _rebased(record, *roots)
         for copy in range(full + (index in extra)):

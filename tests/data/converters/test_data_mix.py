@@ -63,6 +63,8 @@ def test_mix_plain_list_unshuffled(tmp_path):
         ("- {path: coco.jsonl}\n- {path: coco.jsonl}\n", "names must be unique"),
         ("seed: 1\nsets: []\n", r"unknown key\(s\) \['sets'\]"),
         ("- [unclosed\n", "not valid YAML"),
+        ("- {path: coco.jsonl, tasks: [yes_no, colour]}\n", r"datasets\[0\]: unknown task 'colour'"),
+        ("- {path: coco.jsonl, tasks: yes_no}\n", "'tasks' must be a non-empty list of task names"),
     ],
 )
 def test_mix_validation(tmp_path, text, message):
@@ -110,3 +112,19 @@ def test_mix_root_must_be_a_folder(tmp_path):
     _source(tmp_path, "coco", 2)
     with pytest.raises(ValueError, match=r"datasets\[0\]: 'root' must be an existing folder, got 'nowhere'"):
         load_mix(_mix_file(tmp_path, "- {path: coco.jsonl, root: nowhere}\n"))
+
+
+def test_mix_tasks_keeps_only_those_tasks_before_the_amount(tmp_path):
+    tasks = ["yes_no", "category", "yes_no", "brief", "yes_no", "yes_no"]
+    records = [
+        {"id": f"w-{i}", "image": f"{i}.jpg", "regions": [], "task": task,
+         "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+        for i, task in enumerate(tasks)
+    ]  # fmt: skip
+    write_jsonl(tmp_path / "world.jsonl", records)
+    mix = _mix_file(tmp_path, "- {path: world.jsonl, tasks: [yes_no], ratio: 0.5}\n")
+    assert write_mix(mix, tmp_path / "out.jsonl") == {"world": 2}  # half of the 4 yes/no records
+    assert {r.task.value for r in read_jsonl(tmp_path / "out.jsonl")} == {"yes_no"}
+    none = _mix_file(tmp_path, "- {path: world.jsonl, tasks: [relation]}\n")
+    with pytest.raises(ValueError, match=r"no records of tasks \['relation'\]"):
+        write_mix(none, tmp_path / "none.jsonl")
