@@ -121,14 +121,15 @@ def test_help_teaches_by_example():
 
 
 def test_help_does_not_load_torch():
-    """``regiongpt --help`` (and every subcommand's help) is instant: the model stack (torch,
+    """``regiongpt --help`` and subcommands' help are instant: the model stack (torch,
     transformers) is imported only when a command runs."""
     import subprocess
     import sys
 
     code = (
-        "import sys; from typer.testing import CliRunner; from regiongpt.cli import app; "
-        "r = CliRunner().invoke(app, ['serve', '--help']); assert r.exit_code == 0, r.output; "
+        "import sys\nfrom typer.testing import CliRunner\nfrom regiongpt.cli import app\n"
+        "for args in (['--help'], ['describe', '--help'], ['serve', '--help'], ['eval', 'regionworld', '--help']):\n"
+        "    r = CliRunner().invoke(app, args); assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

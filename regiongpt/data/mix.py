@@ -16,7 +16,8 @@ paths are relative to (e.g. the JSONL's own folder); then they are rewritten rel
 output file's folder, so sources from different folders mix into one file that trains without
 ``data.root``. Absolute paths stay absolute. ``ratio`` scales the file's record count (above 1:
 whole copies plus a random rest), ``count`` asks for an exact number, neither means every
-record once; ``tasks`` keeps only the records of those tasks (before the amount applies).
+record once; ``tasks`` keeps only the records of those tasks (records without a task are
+dropped too), before the amount applies.
 Sampling is deterministic: the same seed gives the same output, and a source's
 sample does not change when other sources are added. Output ids are ``name/id`` (``#k`` added
 to the k-th extra copy) and ``meta.mix`` holds the source name.
@@ -169,12 +170,12 @@ def _rebased(record: Record, source_root: Path, out_root: Path) -> Record:
 
 def _draw(source: MixSource, seed: int, out_root: Path | None = None) -> Iterator[Record]:
     size = sum(1 for _ in source.records())
+    if size == 0 and source.tasks is not None:
+        raise ValueError(f"{source.path}: no records of tasks {sorted(t.value for t in source.tasks)}")
     target = source.target(size)
     if size == 0:
         if target:
             raise ValueError(f"{source.path}: no records to draw {target} from ({source.name})")
-        if source.tasks is not None:
-            raise ValueError(f"{source.path}: no records of tasks {sorted(t.value for t in source.tasks)}")
         return
     full, rest = divmod(target, size)
     rng = random.Random(f"{seed}:{source.name}")

@@ -33,8 +33,6 @@ def transformers_progress_bars(enabled: bool) -> Iterator[None]:
     transformers' switch also flips huggingface_hub's bars, and switching those back on would
     reset per-group settings made elsewhere; so huggingface_hub's settings are restored exactly
     when leaving. ``enabled=True`` leaves everything as it is."""
-    import importlib
-
     from transformers.utils import logging as hf_logging
 
     if enabled or not hf_logging.is_progress_bar_enabled():
