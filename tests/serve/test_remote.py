@@ -72,46 +72,19 @@ def test_allow_list_entries_with_a_port_allow_only_that_port():
             ServerSettings(allow_remote_urls=True, remote_url_hosts=(entry,))
 
 
-def test_redirects_relative_invalid_and_to_other_schemes(monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", "http://10.0.0.1:3128")  # ignored: the proxy would connect
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            targets = {"/relative": "/image.png", "/invalid": "http://[::1", "/ftp": "ftp://127.0.0.1/x"}
-            if self.path in targets:
-                self.send_response(302)
-                self.send_header("Location", targets[self.path])
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"image bytes")
-
-        def log_message(self, *args):
-            pass
-
-    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=files.serve_forever, daemon=True).start()
-    settings = ServerSettings(allow_remote_urls=True, remote_url_hosts=("127.0.0.1",))
-    base = f"http://127.0.0.1:{files.server_port}"
-    try:
-        assert asyncio.run(fetch_remote_image(f"{base}/relative", settings)) == b"image bytes"
-        with pytest.raises(APIError, match="Invalid URL in location header"):
-            asyncio.run(fetch_remote_image(f"{base}/invalid", settings))
-        with pytest.raises(APIError, match="unsupported image URL scheme 'ftp'"):
-            asyncio.run(fetch_remote_image(f"{base}/ftp", settings))
-    finally:
-        files.shutdown()
-
-
 @contextmanager
-def _image_server(hosts_seen: list[str]) -> Iterator[int]:
-    """A local HTTP server answering every GET with b"image bytes" (its port); records the Host
-    header of each request in ``hosts_seen``."""
+def _image_server(hosts_seen: list[str], redirects: dict[str, str] | None = None) -> Iterator[int]:
+    """A local HTTP server (its port) answering GET with b"image bytes", or with a 302 to
+    ``redirects[path]``; records the Host header of each request in ``hosts_seen``."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             hosts_seen.append(self.headers["Host"])
+            if redirects and self.path in redirects:
+                self.send_response(302)
+                self.send_header("Location", redirects[self.path])
+                self.end_headers()
+                return
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"image bytes")
@@ -125,6 +98,19 @@ def _image_server(hosts_seen: list[str]) -> Iterator[int]:
         yield files.server_port
     finally:
         files.shutdown()
+
+
+def test_redirects_relative_invalid_and_to_other_schemes(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://10.0.0.1:3128")  # ignored: the proxy would connect
+    redirects = {"/relative": "/image.png", "/invalid": "http://[::1", "/ftp": "ftp://127.0.0.1/x"}
+    settings = ServerSettings(allow_remote_urls=True, remote_url_hosts=("127.0.0.1",))
+    with _image_server([], redirects) as port:
+        base = f"http://127.0.0.1:{port}"
+        assert asyncio.run(fetch_remote_image(f"{base}/relative", settings)) == b"image bytes"
+        with pytest.raises(APIError, match="Invalid URL in location header"):
+            asyncio.run(fetch_remote_image(f"{base}/invalid", settings))
+        with pytest.raises(APIError, match="unsupported image URL scheme 'ftp'"):
+            asyncio.run(fetch_remote_image(f"{base}/ftp", settings))
 
 
 def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(monkeypatch):
