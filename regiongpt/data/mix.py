@@ -9,6 +9,7 @@ A mix file is YAML, either a list of sources or a mapping with ``datasets`` (plu
       - {path: refcocog_caption.jsonl, count: 20000}           # exactly 20000 records
       - {path: vcr.jsonl, ratio: 2}                            # every record twice
       - {path: world.jsonl, tasks: [yes_no]}                   # only its yes/no records
+      - {path: world.jsonl, name: pos, where: {relation: position}}  # records whose meta matches
 
 Paths are relative to the mix file. Records keep their image and mask paths as they are (for
 converted data sets trained with ``data.root``), unless a source gives ``root``: the folder its
@@ -17,7 +18,8 @@ output file's folder, so sources from different folders mix into one file that t
 ``data.root``. Absolute paths stay absolute. ``ratio`` scales the file's record count (above 1:
 whole copies plus a random rest), ``count`` asks for an exact number, neither means every
 record once; ``tasks`` keeps only the records of those tasks (records without a task are
-dropped too), before the amount applies.
+dropped too), before the amount applies; ``where`` keeps only the records whose ``meta`` has
+each given field equal to the given value (or to one of a list of values), also before the amount.
 Sampling is deterministic: the same seed gives the same output, and a source's
 sample does not change when other sources are added. Output ids are ``name/id`` (``#k`` added
 to the k-th extra copy) and ``meta.mix`` holds the source name.
@@ -40,7 +42,7 @@ import yaml
 from regiongpt.data.format import Record, read_jsonl, write_jsonl
 from regiongpt.tasks import Task
 
-SOURCE_KEYS = ("path", "ratio", "count", "name", "root", "tasks")
+SOURCE_KEYS = ("path", "ratio", "count", "name", "root", "tasks", "where")
 MIX_KEYS = ("datasets", "seed", "shuffle")
 
 
@@ -54,12 +56,22 @@ class MixSource:
     count: int | None = None
     root: Path | None = None  # the folder image/mask paths are relative to; None: leave them as they are
     tasks: frozenset[Task] | None = None  # keep only records of these tasks; None: all records
+    where: dict[str, tuple[Any, ...]] | None = None  # meta field -> the values kept; None: all records
 
     def records(self) -> Iterator[Record]:
-        """The file's records, only those of ``tasks`` when set."""
+        """The file's records, only those of ``tasks`` and matching ``where`` when set."""
         for record in read_jsonl(self.path):
-            if self.tasks is None or record.task in self.tasks:
-                yield record
+            if self.tasks is not None and record.task not in self.tasks:
+                continue
+            if self.where and not all(record.meta.get(k) in v for k, v in self.where.items()):
+                continue
+            yield record
+
+    def filters(self) -> str:
+        """The filters in words, for errors."""
+        parts = [f"tasks {sorted(t.value for t in self.tasks)}"] if self.tasks is not None else []
+        parts += [f"meta {k} in {list(v)}" for k, v in (self.where or {}).items()]
+        return " and ".join(parts)
 
     def target(self, size: int) -> int:
         """How many records to draw from a file of ``size`` records."""
@@ -120,7 +132,21 @@ def _source(entry: Any, index: int, base: Path, where: str) -> MixSource:
         count,
         None if root is None else base / root,
         tasks,
+        _where(entry.get("where"), here),
     )
+
+
+def _where(where: Any, here: str) -> dict[str, tuple[Any, ...]] | None:
+    """A source's ``where``: {meta field: a value or a non-empty list of values}."""
+    if where is None:
+        return None
+    if not isinstance(where, dict) or not where or not all(isinstance(k, str) for k in where):
+        raise ValueError(f"{here}: 'where' must map meta fields to values, got {where!r:.60}")
+    values = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in where.items()}
+    empty = [k for k, v in values.items() if not v]
+    if empty:
+        raise ValueError(f"{here}: 'where' lists no values for {empty}")
+    return values
 
 
 def load_mix(path: str | Path) -> MixSpec:
@@ -170,8 +196,8 @@ def _rebased(record: Record, source_root: Path, out_root: Path) -> Record:
 
 def _draw(source: MixSource, seed: int, out_root: Path | None = None) -> Iterator[Record]:
     size = sum(1 for _ in source.records())
-    if size == 0 and source.tasks is not None:
-        raise ValueError(f"{source.path}: no records of tasks {sorted(t.value for t in source.tasks)}")
+    if size == 0 and (source.tasks is not None or source.where):
+        raise ValueError(f"{source.path}: no records with {source.filters()}")
     target = source.target(size)
     if size == 0:
         if target:

@@ -126,5 +126,29 @@ def test_mix_tasks_keeps_only_those_tasks_before_the_amount(tmp_path):
     assert write_mix(mix, tmp_path / "out.jsonl") == {"world": 2}  # half of the 4 yes/no records
     assert {r.task.value for r in read_jsonl(tmp_path / "out.jsonl")} == {"yes_no"}
     none = _mix_file(tmp_path, "- {path: world.jsonl, tasks: [relation]}\n")
-    with pytest.raises(ValueError, match=r"no records of tasks \['relation'\]"):
+    with pytest.raises(ValueError, match=r"no records with tasks \['relation'\]"):
         write_mix(none, tmp_path / "none.jsonl")
+
+
+def test_mix_where_keeps_records_whose_meta_matches(tmp_path):
+    kinds = ["position", "larger", "position", None, "overlap", "position"]
+    records = [
+        {"id": f"w-{i}", "image": f"{i}.jpg", "regions": [], "task": "relation",
+         "meta": {} if kind is None else {"relation": kind},
+         "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+        for i, kind in enumerate(kinds)
+    ]  # fmt: skip
+    write_jsonl(tmp_path / "world.jsonl", records)
+    mix = _mix_file(tmp_path, "- {path: world.jsonl, tasks: [relation], where: {relation: position}}\n")
+    assert write_mix(mix, tmp_path / "out.jsonl") == {"world": 3}
+    assert {r.meta["relation"] for r in read_jsonl(tmp_path / "out.jsonl")} == {"position"}
+    either = _mix_file(tmp_path, "- {path: world.jsonl, where: {relation: [larger, overlap]}, count: 4}\n")
+    out = tmp_path / "either.jsonl"
+    assert write_mix(either, out) == {"world": 4}  # the 2 matches twice each
+    assert Counter(r.meta["relation"] for r in read_jsonl(out)) == {"larger": 2, "overlap": 2}
+    none = _mix_file(tmp_path, "- {path: world.jsonl, where: {relation: inside}}\n")
+    with pytest.raises(ValueError, match=r"no records with meta relation in \['inside'\]"):
+        write_mix(none, tmp_path / "none.jsonl")
+    for bad, message in [("[relation]", "must map meta fields"), ("{relation: []}", "lists no values for")]:
+        with pytest.raises(ValueError, match=message):
+            load_mix(_mix_file(tmp_path, f"- {{path: world.jsonl, where: {bad}}}\n"))
