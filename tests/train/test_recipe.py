@@ -53,7 +53,9 @@ def test_bad_override_is_rejected():
         parse_recipe(BASE, ["training.batch_size"])
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "gpt4roi.yaml", "regiongpt.yaml"])
+@pytest.mark.parametrize(
+    "name", ["default.yaml", "gpt4roi.yaml", "regiongpt.yaml", "experiments/relation_stages.yaml"]
+)
 def test_shipped_recipes_parse(name):
     recipe = load_recipe(ROOT / "recipes" / name)
     assert recipe.stages
