@@ -19,7 +19,9 @@ output file's folder, so sources from different folders mix into one file that t
 whole copies plus a random rest), ``count`` asks for an exact number, neither means every
 record once; ``tasks`` keeps only the records of those tasks (records without a task are
 dropped too), before the amount applies; ``where`` keeps only the records whose ``meta`` has
-each given field equal to the given value (or to one of a list of values), also before the amount.
+every given field equal to the given value (or to one of a list of values), also before the
+amount. A missing field reads as null; YAML reads yes/no/on/off as booleans, so quote strings
+such as ``'yes'``.
 Sampling is deterministic: the same seed gives the same output, and a source's
 sample does not change when other sources are added. Output ids are ``name/id`` (``#k`` added
 to the k-th extra copy) and ``meta.mix`` holds the source name.
@@ -56,21 +58,21 @@ class MixSource:
     count: int | None = None
     root: Path | None = None  # the folder image/mask paths are relative to; None: leave them as they are
     tasks: frozenset[Task] | None = None  # keep only records of these tasks; None: all records
-    where: dict[str, tuple[Any, ...]] | None = None  # meta field -> the values kept; None: all records
+    where: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (meta field, the values kept); (): all records
 
     def records(self) -> Iterator[Record]:
         """The file's records, only those of ``tasks`` and matching ``where`` when set."""
         for record in read_jsonl(self.path):
             if self.tasks is not None and record.task not in self.tasks:
                 continue
-            if self.where and not all(record.meta.get(k) in v for k, v in self.where.items()):
+            if not all(record.meta.get(k) in v for k, v in self.where):
                 continue
             yield record
 
     def filters(self) -> str:
         """The filters in words, for errors."""
         parts = [f"tasks {sorted(t.value for t in self.tasks)}"] if self.tasks is not None else []
-        parts += [f"meta {k} in {list(v)}" for k, v in (self.where or {}).items()]
+        parts += [f"meta {k} in {list(v)}" for k, v in self.where]
         return " and ".join(parts)
 
     def target(self, size: int) -> int:
@@ -87,8 +89,8 @@ class MixSpec:
     shuffle: bool = True
 
 
-def _source(entry: Any, index: int, base: Path, where: str) -> MixSource:
-    here = f"{where}: datasets[{index}]"
+def _source(entry: Any, index: int, base: Path, origin: str) -> MixSource:
+    here = f"{origin}: datasets[{index}]"
     if not isinstance(entry, dict):
         raise ValueError(f"{here}: expected a mapping with {list(SOURCE_KEYS)}, got {entry!r:.60}")
     unknown = sorted(set(entry) - set(SOURCE_KEYS))
@@ -136,17 +138,17 @@ def _source(entry: Any, index: int, base: Path, where: str) -> MixSource:
     )
 
 
-def _where(where: Any, here: str) -> dict[str, tuple[Any, ...]] | None:
+def _where(where: Any, here: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     """A source's ``where``: {meta field: a value or a non-empty list of values}."""
     if where is None:
-        return None
+        return ()
     if not isinstance(where, dict) or not where or not all(isinstance(k, str) for k in where):
         raise ValueError(f"{here}: 'where' must map meta fields to values, got {where!r:.60}")
     values = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in where.items()}
     empty = [k for k, v in values.items() if not v]
     if empty:
         raise ValueError(f"{here}: 'where' lists no values for {empty}")
-    return values
+    return tuple(values.items())
 
 
 def load_mix(path: str | Path) -> MixSpec:

@@ -311,7 +311,9 @@ def pope(
 
 @app.command()
 def mix(
-    mix_file: Annotated[Path, typer.Argument(help="Mix YAML: a list of {path, ratio | count, name}.")],
+    mix_file: Annotated[
+        Path, typer.Argument(help="Mix YAML: a list of {path, ratio | count, name, root, tasks, where}.")
+    ],
     out: Out,
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed (overrides the file's).")] = None,
     shuffle: Annotated[

@@ -131,9 +131,9 @@ def test_mix_tasks_keeps_only_those_tasks_before_the_amount(tmp_path):
 
 
 def test_mix_where_keeps_records_whose_meta_matches(tmp_path):
-    kinds = ["position", "larger", "position", None, "overlap", "position"]
+    kinds = ["position", "larger", "position", None, "overlap", "position", "position"]
     records = [
-        {"id": f"w-{i}", "image": f"{i}.jpg", "regions": [], "task": "relation",
+        {"id": f"w-{i}", "image": f"{i}.jpg", "regions": [], "task": "relation" if i < 6 else "category",
          "meta": {} if kind is None else {"relation": kind},
          "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
         for i, kind in enumerate(kinds)
@@ -149,6 +149,11 @@ def test_mix_where_keeps_records_whose_meta_matches(tmp_path):
     none = _mix_file(tmp_path, "- {path: world.jsonl, where: {relation: inside}}\n")
     with pytest.raises(ValueError, match=r"no records with meta relation in \['inside'\]"):
         write_mix(none, tmp_path / "none.jsonl")
+    both = _mix_file(tmp_path, "- {path: world.jsonl, tasks: [brief], where: {relation: position}}\n")
+    with pytest.raises(
+        ValueError, match=r"no records with tasks \['brief'\] and meta relation in \['position'\]"
+    ):
+        write_mix(both, tmp_path / "both.jsonl")
     for bad, message in [("[relation]", "must map meta fields"), ("{relation: []}", "lists no values for")]:
         with pytest.raises(ValueError, match=message):
             load_mix(_mix_file(tmp_path, f"- {{path: world.jsonl, where: {bad}}}\n"))
