@@ -117,6 +117,11 @@ class RegionGPT:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (all parameters share it: see ``from_pretrained(dtype=...)``)."""
+        return self.model.dtype
+
     # ------------------------------------------------------------------------------ core
     @torch.inference_mode()
     def encode_image(self, image: ImageLike) -> tuple[Image.Image, VisionFeatures]:

@@ -73,9 +73,10 @@ def test_from_pretrained_loads_in_the_asked_dtype(engine, rgb_image, tmp_path):
     import torch
 
     engine.save_pretrained(tmp_path / "model")
-    assert RegionGPT.from_pretrained(tmp_path / "model").model.dtype == torch.float32  # auto on CPU
+    assert RegionGPT.from_pretrained(tmp_path / "model").dtype == torch.float32  # auto on CPU
     half = RegionGPT.from_pretrained(tmp_path / "model", dtype="bfloat16")
     assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    assert half.dtype == torch.bfloat16
     assert len(half.describe(rgb_image, [[0, 0, 20, 20], [30, 10, 79, 59]], max_new_tokens=3)) == 2
 
 

@@ -26,7 +26,7 @@ class LocalTeacher:
         )
         # the dtype is part of the name: a resumed run refuses to mix float32 and 16-bit captions
         source = model if isinstance(model, str) else self.engine.name
-        self.name = f"local:{source}@{str(self.engine.model.dtype).removeprefix('torch.')}"
+        self.name = f"local:{source}@{str(self.engine.dtype).removeprefix('torch.')}"
         self.max_new_tokens = max_new_tokens
 
     def global_caption(self, image: Image.Image) -> Caption:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -301,10 +302,12 @@ def markdown_report(benchmark: str, metrics: Mapping[str, Any], config: Mapping[
 
 def write_outputs(out: Path, benchmark: str, metrics: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     """Write :data:`METRICS` and :data:`REPORT` atomically; returns the report text. The dtype
-    the predictions were made in (``run.json``) joins ``config`` unless it is there already."""
+    the predictions were made in (``run.json``, written by the CLI) joins ``config`` unless it is
+    there already or ``run.json`` names another model than ``config`` (a stale file)."""
     out.mkdir(parents=True, exist_ok=True)
-    dtype = read_run_settings(out).get("dtype")
-    if dtype is not None and "dtype" not in config:
+    recorded = read_run_settings(out)
+    dtype = recorded.get("dtype")
+    if dtype is not None and "dtype" not in config and recorded.get("model") == config.get("model"):
         config = {**config, "dtype": dtype}
     payload = {"benchmark": benchmark, "config": dict(config), "metrics": dict(metrics)}
     write_text_atomic(out / METRICS, json.dumps(payload, indent=2) + "\n")
@@ -346,5 +349,8 @@ def run_benchmark(
     rows = [store.rows[it.id] for it in items]
     metrics = {"questions": len(items), **score(items, rows)}
     settings = {"benchmark": benchmark, **(config or {}), "limit": limit, "batch_size": batch_size}
+    model_dtype = getattr(getattr(engine, "model", None), "dtype", None)  # an engine passed in, not a factory
+    if isinstance(model_dtype, torch.dtype) and "dtype" not in settings:
+        settings["dtype"] = str(model_dtype).removeprefix("torch.")
     write_outputs(out, benchmark, metrics, settings)
     return metrics

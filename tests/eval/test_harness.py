@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -146,6 +147,20 @@ def test_other_data_in_the_output_directory_is_refused(caption_data, tmp_path) -
     (out / PREDICTIONS).write_text('{"id": "rc-a-1", "question": "something else", "prediction": "x"}\n')
     with pytest.raises(ValueError, match="different question"):
         evaluate_caption(FakeEngine(caption_answer), caption_data, out, metrics=("cider",), progress=False)
+
+
+def test_metrics_name_the_dtype_of_the_run_that_made_them(caption_data, tmp_path) -> None:
+    import torch
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"model": "default", "dtype": "bfloat16", "device": "cpu"}))
+    engine = FakeEngine(caption_answer)  # no model: its dtype is unknown, and run.json is another run's
+    evaluate_caption(engine, caption_data, out, metrics=("cider",), progress=False, model_name="mine")
+    assert "dtype" not in json.loads((out / "metrics.json").read_text())["config"]
+    engine.model = SimpleNamespace(dtype=torch.float64)  # an engine passed in names its own
+    evaluate_caption(engine, caption_data, out, metrics=("cider",), progress=False, model_name="mine")
+    assert json.loads((out / "metrics.json").read_text())["config"]["dtype"] == "float64"
 
 
 def test_no_questions_is_an_error(tmp_path) -> None:
