@@ -52,6 +52,11 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
     return DTYPES[dtype]
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``: the name :func:`resolve_dtype` accepts back."""
+    return str(dtype).removeprefix("torch.")
+
+
 def default_model_dir() -> Path:
     """The embedded default model shipped as package data."""
     return Path(__file__).resolve().parent / "assets" / "default"

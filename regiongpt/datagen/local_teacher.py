@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from regiongpt.api import RegionGPT
+from regiongpt.api import RegionGPT, dtype_name
 from regiongpt.datagen.prompts import GLOBAL_PROMPT, REGION_TAG, region_prompt
 from regiongpt.datagen.teacher import Caption, RegionRequest
 
@@ -26,7 +26,7 @@ class LocalTeacher:
         )
         # the dtype is part of the name: a resumed run refuses to mix float32 and 16-bit captions
         source = model if isinstance(model, str) else self.engine.name
-        self.name = f"local:{source}@{str(self.engine.dtype).removeprefix('torch.')}"
+        self.name = f"local:{source}@{dtype_name(self.engine.dtype)}"
         self.max_new_tokens = max_new_tokens
 
     def global_caption(self, image: Image.Image) -> Caption:

@@ -57,14 +57,14 @@ def _run(
     """Call a benchmark with a lazily loaded model; print the report or one error line. The model,
     dtype and device go to ``out/run.json`` when predicting starts; resuming predictions made with
     another model or dtype is refused."""
-    from regiongpt.api import resolve_dtype
+    from regiongpt.api import dtype_name, resolve_dtype
     from regiongpt.eval.engine import ModelEngine, resolve_device
     from regiongpt.eval.harness import REPORT, check_run_settings, write_run_settings
     from regiongpt.modeling.pretrained import transformers_progress_bars
 
     try:
         device = resolve_device(device)
-        precision = str(resolve_dtype(dtype, device)).removeprefix("torch.")
+        precision = dtype_name(resolve_dtype(dtype, device))
         settings = {"model": model, "dtype": precision, "device": device}
         check_run_settings(out, settings)
     except ValueError as error:

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from regiongpt.api import dtype_name
 from regiongpt.atomic import write_text_atomic
 from regiongpt.data.format import Record, read_jsonl, region_from_json
 from regiongpt.eval.engine import Engine
@@ -351,6 +352,6 @@ def run_benchmark(
     settings = {"benchmark": benchmark, **(config or {}), "limit": limit, "batch_size": batch_size}
     model_dtype = getattr(getattr(engine, "model", None), "dtype", None)  # an engine passed in, not a factory
     if isinstance(model_dtype, torch.dtype) and "dtype" not in settings:
-        settings["dtype"] = str(model_dtype).removeprefix("torch.")
+        settings["dtype"] = dtype_name(model_dtype)
     write_outputs(out, benchmark, metrics, settings)
     return metrics
