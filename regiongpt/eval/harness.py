@@ -35,11 +35,16 @@ RESUME_MUST_MATCH = ("model", "dtype")
 
 def check_run_settings(out: Path, settings: Mapping[str, str]) -> None:
     """Refuse (``ValueError``) to add predictions to ``out`` if its earlier ones were made with a
-    different model or dtype (``run.json``); a device change is allowed."""
+    different model or dtype (``run.json``); a device change is allowed, and a setting missing
+    on either side is not compared."""
     if not (Path(out) / PREDICTIONS).is_file():
         return
     previous = read_run_settings(out)
-    changed = [key for key in RESUME_MUST_MATCH if key in previous and previous[key] != settings.get(key)]
+    changed = [
+        key
+        for key in RESUME_MUST_MATCH
+        if key in previous and key in settings and previous[key] != settings[key]
+    ]
     if changed:
         was = ", ".join(f"{key} {previous[key]!r}" for key in changed)
         now = ", ".join(f"{key} {settings.get(key)!r}" for key in changed)
@@ -64,6 +69,18 @@ def write_run_settings(out: Path, settings: Mapping[str, str]) -> None:
 
 
 EngineSource = Union[Engine, Callable[[], Engine]]
+
+
+def engine_run_settings(engine: EngineSource, model_name: str | None) -> dict[str, str] | None:
+    """``run.json`` settings (model, dtype, device) of an engine passed in whose ``model`` has a
+    torch dtype (a :class:`~regiongpt.eval.engine.ModelEngine`); None for a factory, whose
+    caller records its own (the CLI), or an engine without a model."""
+    model = getattr(engine, "model", None)
+    dtype = getattr(model, "dtype", None)
+    if not isinstance(dtype, torch.dtype):
+        return None
+    settings = {"model": model_name, "dtype": dtype_name(dtype), "device": getattr(model, "device", None)}
+    return {key: str(value) for key, value in settings.items() if value is not None}
 
 
 @dataclass
@@ -346,12 +363,16 @@ def run_benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = PredictionStore(out / PREDICTIONS)
+    run = engine_run_settings(engine, (config or {}).get("model"))
+    if run is not None:  # an engine passed in: resume only what the same model and dtype made
+        check_run_settings(out, run)
+        if any(item.id not in store.rows for item in items):
+            write_run_settings(out, {**read_run_settings(out), **run})
     run_items(engine, items, Path(root), store, answer, batch_size, progress, desc=benchmark)
     rows = [store.rows[it.id] for it in items]
     metrics = {"questions": len(items), **score(items, rows)}
     settings = {"benchmark": benchmark, **(config or {}), "limit": limit, "batch_size": batch_size}
-    model_dtype = getattr(getattr(engine, "model", None), "dtype", None)  # an engine passed in, not a factory
-    if isinstance(model_dtype, torch.dtype) and "dtype" not in settings:
-        settings["dtype"] = dtype_name(model_dtype)
+    if run is not None and "dtype" not in settings:
+        settings["dtype"] = run["dtype"]
     write_outputs(out, benchmark, metrics, settings)
     return metrics

@@ -158,9 +158,40 @@ def test_metrics_name_the_dtype_of_the_run_that_made_them(caption_data, tmp_path
     engine = FakeEngine(caption_answer)  # no model: its dtype is unknown, and run.json is another run's
     evaluate_caption(engine, caption_data, out, metrics=("cider",), progress=False, model_name="mine")
     assert "dtype" not in json.loads((out / "metrics.json").read_text())["config"]
+    fresh = tmp_path / "fresh"
     engine.model = SimpleNamespace(dtype=torch.float64)  # an engine passed in names its own
-    evaluate_caption(engine, caption_data, out, metrics=("cider",), progress=False, model_name="mine")
-    assert json.loads((out / "metrics.json").read_text())["config"]["dtype"] == "float64"
+    evaluate_caption(engine, caption_data, fresh, metrics=("cider",), progress=False, model_name="mine")
+    assert json.loads((fresh / "metrics.json").read_text())["config"]["dtype"] == "float64"
+    assert json.loads((fresh / "run.json").read_text()) == {"model": "mine", "dtype": "float64"}
+
+
+def test_an_engine_passed_in_resumes_only_predictions_of_its_dtype(caption_data, tmp_path) -> None:
+    import torch
+
+    def engine_in(dtype: torch.dtype) -> FakeEngine:
+        engine = FakeEngine(caption_answer)
+        engine.model = SimpleNamespace(dtype=dtype, device="cpu")
+        return engine
+
+    out = tmp_path / "o"
+    evaluate_caption(
+        engine_in(torch.bfloat16), caption_data, out, limit=2, metrics=("cider",), progress=False
+    )
+    full = engine_in(torch.float32)
+    with pytest.raises(ValueError, match="dtype 'bfloat16', not dtype 'float32'"):
+        evaluate_caption(full, caption_data, out, metrics=("cider",), progress=False)
+    assert full.calls == [] and len((out / PREDICTIONS).read_text().splitlines()) == 2
+    (out / "run.json").write_text(json.dumps({"model": "default", "dtype": "bfloat16", "device": "cpu"}))
+    with pytest.raises(ValueError, match="model 'default', not model 'other'"):
+        evaluate_caption(engine_in(torch.bfloat16), caption_data, out, progress=False, model_name="other")
+    same = engine_in(torch.bfloat16)  # no model name: only the dtype is compared, the CLI's name kept
+    evaluate_caption(same, caption_data, out, metrics=("cider",), progress=False)
+    assert sum(len(c["questions"]) for c in same.calls) == 3
+    assert json.loads((out / "run.json").read_text()) == {
+        "model": "default",
+        "dtype": "bfloat16",
+        "device": "cpu",
+    }
 
 
 def test_no_questions_is_an_error(tmp_path) -> None:
