@@ -40,20 +40,24 @@ demo: $(STAMP)
 	$(VENV)/bin/regiongpt demo
 
 # Rebuild the default model's weights from seeds, data included: stages 1-8 (recipes/default.yaml),
-# then 9-12 (recipes/experiments/relation_stages.yaml); about 7 h on a 2-core CPU, see
-# docs/default-model.md. Data that exists is kept; the weights land in runs/relation_stages/final.
+# then 9-12 (recipes/experiments/relation_stages.yaml); about 7 h of training on a 2-core CPU plus
+# the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
+# these settings); mixes are remade when their recipe or sources change. The weights land in
+# runs/relation_stages/final. TRAIN_ARGS goes to both `regiongpt train` calls as overrides
+# (e.g. TRAIN_ARGS=seed=1).
 RG := $(VENV)/bin/regiongpt
 REASONING_SAMPLES := relation=2,choose_region=2,yes_no=2,multiple_choice=1,category=1,brief=0.5,detailed=0
 YES_NO_SAMPLES := yes_no=4,relation=2,choose_region=1,multiple_choice=1,category=0.5,brief=0.5,detailed=0
 RELATION_SAMPLES := relation=6,yes_no=0,choose_region=0,multiple_choice=0,category=0,brief=0,detailed=0
 ONLY_TRAIN := --n-val 0 --n-test 0 --n-comp 0
+TRAIN_ARGS ?=
 DEFAULT_DATA := data/default_mix.jsonl data/default_mix_reasoning.jsonl data/default_yes_no.jsonl \
 	data/default_mix_yes_no.jsonl data/experiments/relation_choose.jsonl \
 	data/experiments/position.jsonl data/experiments/mix_relation.jsonl
 
 train-default: $(DEFAULT_DATA)
-	$(RG) train recipes/default.yaml
-	$(RG) train recipes/experiments/relation_stages.yaml
+	$(RG) train recipes/default.yaml $(TRAIN_ARGS)
+	$(RG) train recipes/experiments/relation_stages.yaml $(TRAIN_ARGS)
 
 data/regionworld/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld --n 3000 --seed 0
@@ -68,8 +72,9 @@ data/photos/train.jsonl: | $(STAMP)
 
 data/default_mix.jsonl data/default_mix_reasoning.jsonl: data/regionworld/train.jsonl \
 		data/regionworld_reasoning/train.jsonl data/photos/train.jsonl
-data/default_yes_no.jsonl data/default_mix_yes_no.jsonl: data/regionworld/train.jsonl \
-		data/regionworld_yes_no/train.jsonl data/photos/train.jsonl
+data/default_yes_no.jsonl: data/regionworld/train.jsonl data/regionworld_yes_no/train.jsonl
+data/default_mix_yes_no.jsonl: data/regionworld/train.jsonl data/regionworld_yes_no/train.jsonl \
+		data/photos/train.jsonl
 data/experiments/relation_choose.jsonl: data/regionworld/train.jsonl data/regionworld_yes_no/train.jsonl
 data/experiments/position.jsonl: data/regionworld_relation/train.jsonl
 data/experiments/mix_relation.jsonl: data/regionworld/train.jsonl data/regionworld_yes_no/train.jsonl \

@@ -49,7 +49,8 @@ def check_run_settings(out: Path, settings: Mapping[str, str]) -> None:
         was = ", ".join(f"{key} {previous[key]!r}" for key in changed)
         now = ", ".join(f"{key} {settings.get(key)!r}" for key in changed)
         raise ValueError(
-            f"{out} holds predictions made with {was}, not {now}: use another --out, or the same settings to resume"
+            f"{out} holds predictions made with {was}, not {now}: use another output directory, "
+            "or the same settings to resume"
         )
 
 
@@ -72,9 +73,10 @@ EngineSource = Union[Engine, Callable[[], Engine]]
 
 
 def engine_run_settings(engine: EngineSource, model_name: str | None) -> dict[str, str] | None:
-    """``run.json`` settings (model, dtype, device) of an engine passed in whose ``model`` has a
-    torch dtype (a :class:`~regiongpt.eval.engine.ModelEngine`); None for a factory, whose
-    caller records its own (the CLI), or an engine without a model."""
+    """``run.json`` settings of an engine passed in whose ``model`` has a torch dtype (a
+    :class:`~regiongpt.eval.engine.ModelEngine`): its dtype, plus ``model_name`` and the model's
+    device when known. None for a factory, whose caller records its own (the CLI), and for an
+    engine whose ``model`` has no torch dtype."""
     model = getattr(engine, "model", None)
     dtype = getattr(model, "dtype", None)
     if not isinstance(dtype, torch.dtype):
@@ -320,7 +322,7 @@ def markdown_report(benchmark: str, metrics: Mapping[str, Any], config: Mapping[
 
 def write_outputs(out: Path, benchmark: str, metrics: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     """Write :data:`METRICS` and :data:`REPORT` atomically; returns the report text. The dtype
-    the predictions were made in (``run.json``, written by the CLI) joins ``config`` unless it is
+    the predictions were made in (``run.json``, written by the CLI or :func:`run_benchmark`) joins ``config`` unless it is
     there already or ``run.json`` names another model than ``config`` (a stale file)."""
     out.mkdir(parents=True, exist_ok=True)
     recorded = read_run_settings(out)
@@ -353,7 +355,9 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Predict (resuming), score the first ``limit`` items and write the outputs; returns the
     metrics. ``engine`` may be a zero-argument factory: it is called only if something is left
-    to predict."""
+    to predict. An engine passed in with a model (:func:`engine_run_settings`) records
+    ``run.json`` before predicting and, like the CLI, refuses (``ValueError``) to add to
+    predictions that ``run.json`` says another model or dtype made."""
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit must be >= 1, got {limit}")
@@ -366,8 +370,9 @@ def run_benchmark(
     run = engine_run_settings(engine, (config or {}).get("model"))
     if run is not None:  # an engine passed in: resume only what the same model and dtype made
         check_run_settings(out, run)
-        if any(item.id not in store.rows for item in items):
-            write_run_settings(out, {**read_run_settings(out), **run})
+        if any(item.id not in store.rows for item in items):  # keep what named earlier predictions
+            earlier = read_run_settings(out) if store.rows else {}
+            write_run_settings(out, {**earlier, **run})
     run_items(engine, items, Path(root), store, answer, batch_size, progress, desc=benchmark)
     rows = [store.rows[it.id] for it in items]
     metrics = {"questions": len(items), **score(items, rows)}

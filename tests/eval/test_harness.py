@@ -192,6 +192,22 @@ def test_an_engine_passed_in_resumes_only_predictions_of_its_dtype(caption_data,
         "dtype": "bfloat16",
         "device": "cpu",
     }
+    again = engine_in(torch.bfloat16)  # a finished run is re-scored: nothing predicted, run.json kept
+    again.model.device = "cuda"
+    evaluate_caption(again, caption_data, out, metrics=("cider",), progress=False)
+    assert again.calls == [] and json.loads((out / "run.json").read_text())["device"] == "cpu"
+
+
+def test_a_stale_run_json_without_predictions_names_nothing(caption_data, tmp_path) -> None:
+    import torch
+
+    out = tmp_path / "o"
+    out.mkdir()  # e.g. a CLI run killed while loading its model: run.json, no predictions
+    (out / "run.json").write_text(json.dumps({"model": "default", "dtype": "float32", "device": "cpu"}))
+    engine = FakeEngine(caption_answer)
+    engine.model = SimpleNamespace(dtype=torch.bfloat16)
+    evaluate_caption(engine, caption_data, out, metrics=("cider",), progress=False)
+    assert json.loads((out / "run.json").read_text()) == {"dtype": "bfloat16"}
 
 
 def test_no_questions_is_an_error(tmp_path) -> None:
