@@ -40,7 +40,7 @@ demo: $(STAMP)
 	$(VENV)/bin/regiongpt demo
 
 # Rebuild the default model's weights from seeds, data included: stages 1-8 (recipes/default.yaml),
-# then 9-12 (recipes/experiments/relation_stages.yaml); about 7 h of training on a 2-core CPU plus
+# then 9-14 (recipes/experiments/relation_stages.yaml); about 8.5 h of training on a 2-core CPU plus
 # the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
 # these settings); mixes are remade when their recipe or sources change. The weights land in
 # runs/relation_stages/final. TRAIN_ARGS goes to both `regiongpt train` calls as overrides
@@ -53,7 +53,8 @@ ONLY_TRAIN := --n-val 0 --n-test 0 --n-comp 0
 TRAIN_ARGS ?=
 DEFAULT_DATA := data/default_mix.jsonl data/default_mix_reasoning.jsonl data/default_yes_no.jsonl \
 	data/default_mix_yes_no.jsonl data/experiments/relation_choose.jsonl \
-	data/experiments/position.jsonl data/experiments/mix_relation.jsonl
+	data/experiments/position.jsonl data/experiments/mix_relation.jsonl data/experiments/mix_balanced.jsonl \
+	data/experiments/mix_balanced_position.jsonl
 
 train-default: $(DEFAULT_DATA)
 	$(RG) train recipes/default.yaml $(TRAIN_ARGS)
@@ -79,6 +80,10 @@ data/experiments/relation_choose.jsonl: data/regionworld/train.jsonl data/region
 data/experiments/position.jsonl: data/regionworld_relation/train.jsonl
 data/experiments/mix_relation.jsonl: data/regionworld/train.jsonl data/regionworld_yes_no/train.jsonl \
 		data/photos/train.jsonl data/regionworld_relation/train.jsonl
+data/experiments/mix_balanced.jsonl: data/experiments/mix_relation.jsonl data/regionworld/train.jsonl \
+		data/regionworld_yes_no/train.jsonl
+data/experiments/mix_balanced_position.jsonl: data/experiments/mix_balanced.jsonl \
+		data/experiments/position.jsonl
 data/%.jsonl: recipes/%.yaml
 	$(RG) data convert mix $< --out $@
 
