@@ -11,6 +11,7 @@ stages:
   - {name: stage1, trainable: [region_encoder, region_projector, image_projector], max_steps: 600, learning_rate: 1.0e-3}
   - {name: stage2, trainable: [region_encoder, region_projector, image_projector], lora: {r: 8, target_modules: [q_proj, v_proj]}, max_steps: 200}
 ```
+A stage may name its own ``train`` file and ``seed`` (data order; default the recipe's ``seed``).
 Command-line overrides are dotted ``key=value`` pairs parsed as YAML values, e.g.
 ``training.batch_size=4`` or ``stages.0.max_steps=10``.
 """
@@ -103,9 +104,12 @@ class StageSpec:
     trainable: list[str]
     lora: dict[str, Any] | None = None
     train: str | None = None  # this stage's training JSONL (default: data.train)
+    seed: int | None = None  # this stage's data order and sampling seed (default: the recipe's)
     overrides: TrainingSpec | None = None  # filled from the stage's training keys
 
     def __post_init__(self) -> None:
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"stage {self.name!r}: seed must be an integer, got {self.seed!r:.40}")
         unknown = sorted(set(self.trainable) - set(COMPONENTS))
         if unknown:
             raise ValueError(
@@ -123,6 +127,10 @@ class Recipe:
     output_dir: str = "runs/regiongpt"
     seed: int = 0
     training: TrainingSpec = field(default_factory=TrainingSpec)
+
+    def stage_seed(self, stage: StageSpec) -> int:
+        """The seed of ``stage``'s data order and sampling: its own, else the recipe's."""
+        return self.seed if stage.seed is None else stage.seed
 
 
 def _build(cls: type, values: Any, where: str) -> Any:
@@ -173,7 +181,7 @@ def parse_recipe(values: dict[str, Any], overrides: list[str] = ()) -> Recipe:
     for index, stage in enumerate(values.get("stages") or []):
         if not isinstance(stage, dict):
             raise ValueError(f"stages[{index}] must be a mapping")
-        own = {k: stage[k] for k in ("name", "trainable", "lora", "train") if k in stage}
+        own = {k: stage[k] for k in ("name", "trainable", "lora", "train", "seed") if k in stage}
         tweaks = {k: v for k, v in stage.items() if k not in own}
         merged = _build(TrainingSpec, {**base, **tweaks}, f"stages[{index}]")
         stages.append(

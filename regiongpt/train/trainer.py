@@ -157,7 +157,7 @@ def run_recipe(
     )
     stage_sets = {  # every stage's data opened up front: a missing file fails before any training
         stage.name: RegionDataset(stage.train, processor, data.root, data.max_train_samples, data.augment,
-                                  recipe.seed, data.skip_invalid) if stage.train else train_set
+                                  recipe.stage_seed(stage), data.skip_invalid) if stage.train else train_set
         for stage in recipe.stages
     }  # fmt: skip
     final = out / "final"
@@ -171,7 +171,7 @@ def run_recipe(
             model.load_state_dict(state, strict=False)
             continue
         spec = stage.overrides or recipe.training
-        args = training_arguments(spec, stage_dir, recipe.seed, eval_set is not None)
+        args = training_arguments(spec, stage_dir, recipe.stage_seed(stage), eval_set is not None)
         if spec.gradient_checkpointing:
             model.language_model.config.use_cache = False
         trainer = Trainer(

@@ -24,6 +24,18 @@ def test_stage_keys_override_training_defaults():
     assert recipe.training.max_steps == -1
 
 
+def test_a_stage_seed_overrides_the_recipes_for_that_stage_only():
+    stages = [
+        {"name": "a", "trainable": ["region_encoder"]},
+        {"name": "b", "trainable": ["region_encoder"], "seed": 2},
+    ]
+    recipe = parse_recipe({**BASE, "seed": 5, "stages": stages})
+    assert [recipe.stage_seed(stage) for stage in recipe.stages] == [5, 2]
+    assert recipe.stages[1].overrides.max_steps == -1  # seed is the stage's own key, not a training one
+    with pytest.raises(ValueError, match="seed must be an integer, got '1'"):
+        parse_recipe({**BASE, "stages": [{"name": "a", "trainable": ["region_encoder"], "seed": "1"}]})
+
+
 def test_dotted_overrides_reach_nested_keys():
     recipe = parse_recipe(BASE, ["training.batch_size=2", "stages.0.max_steps=7", "model.preset=gpt4roi"])
     assert recipe.stages[0].overrides.batch_size == 2 and recipe.stages[0].overrides.max_steps == 7
