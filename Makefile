@@ -44,7 +44,7 @@ demo: $(STAMP)
 # the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
 # these settings); mixes are remade when their recipe or sources change. The weights land in
 # runs/relation_stages/final. TRAIN_ARGS goes to both `regiongpt train` calls as overrides
-# (e.g. TRAIN_ARGS=seed=1).
+# (e.g. TRAIN_ARGS=seed=1; stages 13 and 14 keep their own seeds, 1 and 2).
 RG := $(VENV)/bin/regiongpt
 REASONING_SAMPLES := relation=2,choose_region=2,yes_no=2,multiple_choice=1,category=1,brief=0.5,detailed=0
 YES_NO_SAMPLES := yes_no=4,relation=2,choose_region=1,multiple_choice=1,category=0.5,brief=0.5,detailed=0

@@ -11,7 +11,7 @@ stages:
   - {name: stage1, trainable: [region_encoder, region_projector, image_projector], max_steps: 600, learning_rate: 1.0e-3}
   - {name: stage2, trainable: [region_encoder, region_projector, image_projector], lora: {r: 8, target_modules: [q_proj, v_proj]}, max_steps: 200}
 ```
-A stage may name its own ``train`` file and ``seed`` (data order; default the recipe's ``seed``).
+A stage may name its own ``train`` file and ``seed`` (default the recipe's ``seed``).
 Command-line overrides are dotted ``key=value`` pairs parsed as YAML values, e.g.
 ``training.batch_size=4`` or ``stages.0.max_steps=10``.
 """
@@ -104,12 +104,16 @@ class StageSpec:
     trainable: list[str]
     lora: dict[str, Any] | None = None
     train: str | None = None  # this stage's training JSONL (default: data.train)
-    seed: int | None = None  # this stage's data order and sampling seed (default: the recipe's)
+    seed: int | None = None  # this stage's seed: data order, augmentation, dropout, new adapters
     overrides: TrainingSpec | None = None  # filled from the stage's training keys
 
     def __post_init__(self) -> None:
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"stage {self.name!r}: seed must be an integer, got {self.seed!r:.40}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32
+        ):
+            raise ValueError(
+                f"stage {self.name!r}: seed must be an integer in [0, 2**32), got {self.seed!r:.40}"
+            )
         unknown = sorted(set(self.trainable) - set(COMPONENTS))
         if unknown:
             raise ValueError(
@@ -129,7 +133,7 @@ class Recipe:
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def stage_seed(self, stage: StageSpec) -> int:
-        """The seed of ``stage``'s data order and sampling: its own, else the recipe's."""
+        """``stage``'s seed (data order, augmentation, dropout): its own, else the recipe's."""
         return self.seed if stage.seed is None else stage.seed
 
 

@@ -156,14 +156,17 @@ def run_recipe(
         else None
     )
     stage_sets = {  # every stage's data opened up front: a missing file fails before any training
-        stage.name: RegionDataset(stage.train, processor, data.root, data.max_train_samples, data.augment,
-                                  recipe.stage_seed(stage), data.skip_invalid) if stage.train else train_set
+        stage.name: RegionDataset(stage.train or data.train, processor, data.root, data.max_train_samples,
+                                  data.augment, recipe.stage_seed(stage), data.skip_invalid)
+        if stage.train or stage.seed is not None else train_set
         for stage in recipe.stages
     }  # fmt: skip
     final = out / "final"
     for stage in recipe.stages:
         stage_dir = out / stage.name
         done = stage_dir / "final"
+        if stage.seed is not None:  # the stage's own seed also draws its new adapters
+            set_seed(stage.seed)
         _prepare_stage(model, stage)
         if resume and (done / "config.json").is_file():
             logger.info("stage %s already finished; loading %s", stage.name, done)
