@@ -47,7 +47,7 @@ def check_run_settings(out: Path, settings: Mapping[str, str]) -> None:
     ]
     if changed:
         was = ", ".join(f"{key} {previous[key]!r}" for key in changed)
-        now = ", ".join(f"{key} {settings.get(key)!r}" for key in changed)
+        now = ", ".join(f"{key} {settings[key]!r}" for key in changed)
         raise ValueError(
             f"{out} holds predictions made with {was}, not {now}: use another output directory, "
             "or the same settings to resume"
@@ -322,8 +322,9 @@ def markdown_report(benchmark: str, metrics: Mapping[str, Any], config: Mapping[
 
 def write_outputs(out: Path, benchmark: str, metrics: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     """Write :data:`METRICS` and :data:`REPORT` atomically; returns the report text. The dtype
-    the predictions were made in (``run.json``, written by the CLI or :func:`run_benchmark`) joins ``config`` unless it is
-    there already or ``run.json`` names another model than ``config`` (a stale file)."""
+    the predictions were made in (``run.json``, written by the CLI or :func:`run_benchmark`) joins
+    ``config`` unless it is there already or ``run.json`` names another model than ``config`` (a
+    stale file)."""
     out.mkdir(parents=True, exist_ok=True)
     recorded = read_run_settings(out)
     dtype = recorded.get("dtype")

@@ -31,7 +31,6 @@ def test_a_stage_seed_overrides_the_recipes_for_that_stage_only():
     ]
     recipe = parse_recipe({**BASE, "seed": 5, "stages": stages})
     assert [recipe.stage_seed(stage) for stage in recipe.stages] == [5, 2]
-    assert recipe.stages[1].overrides.max_steps == -1  # seed is the stage's own key, not a training one
     for bad in ("1", -1, 2**32, True):
         with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\), got"):
             parse_recipe({**BASE, "stages": [{"name": "a", "trainable": ["region_encoder"], "seed": bad}]})
