@@ -135,6 +135,25 @@ def test_resume_skips_finished_stages_and_continues_checkpoints(tiny_setup):
         torch.testing.assert_close(first[key], again[key])
 
 
+def test_a_stage_seed_draws_its_new_adapters(tiny_setup):
+    """The same stage seed gives the same weights; another seed gives other new-adapter values."""
+
+    def run(out: str, seed: int) -> dict[str, torch.Tensor]:
+        recipe = _recipe(tiny_setup, out, batch_size=2, steps=1)
+        lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj"]}
+        recipe["stages"] = [
+            {"name": "s1", "trainable": ["region_projector"], "lora": lora, "seed": seed, "max_steps": 1}
+        ]
+        return _weights(run_recipe(parse_recipe(recipe)))
+
+    first, same, other = run("a", 5), run("b", 5), run("c", 7)
+    adapters = [k for k in first if "lora_A" in k]
+    assert adapters
+    for key in first:
+        torch.testing.assert_close(first[key], same[key])
+    assert all(not torch.equal(first[k], other[k]) for k in adapters)
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process_on_the_same_global_batch(tiny_setup):
     single = _weights(run_recipe(parse_recipe(_recipe(tiny_setup, "single", batch_size=4))))
