@@ -84,6 +84,8 @@ data/experiments/mix_balanced.jsonl: data/experiments/mix_relation.jsonl data/re
 		data/regionworld_yes_no/train.jsonl
 data/experiments/mix_balanced_position.jsonl: data/experiments/mix_balanced.jsonl \
 		data/experiments/position.jsonl
+data/experiments/mix_balanced_yes_no.jsonl: data/experiments/mix_balanced_position.jsonl \
+		data/regionworld_yes_no/train.jsonl
 data/%.jsonl: recipes/%.yaml
 	$(RG) data convert mix $< --out $@
 

@@ -67,7 +67,14 @@ def test_bad_override_is_rejected():
 
 
 @pytest.mark.parametrize(
-    "name", ["default.yaml", "gpt4roi.yaml", "regiongpt.yaml", "experiments/relation_stages.yaml"]
+    "name",
+    [
+        "default.yaml",
+        "gpt4roi.yaml",
+        "regiongpt.yaml",
+        "experiments/relation_stages.yaml",
+        "experiments/image_tokens_stage.yaml",
+    ],
 )
 def test_shipped_recipes_parse(name):
     recipe = load_recipe(ROOT / "recipes" / name)
