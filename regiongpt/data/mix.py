@@ -43,6 +43,7 @@ import yaml
 
 from regiongpt.data.format import Record, read_jsonl, write_jsonl
 from regiongpt.tasks import Task
+from regiongpt.yaml_files import load_yaml_text
 
 SOURCE_KEYS = ("path", "ratio", "count", "name", "root", "tasks", "where")
 MIX_KEYS = ("datasets", "seed", "shuffle")
@@ -155,7 +156,7 @@ def load_mix(path: str | Path) -> MixSpec:
     """Parse and validate a mix file (unknown keys, missing files, bad amounts: ValueError)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_text(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error})") from None
     spec: dict[str, Any] = {"datasets": data} if isinstance(data, list) else data

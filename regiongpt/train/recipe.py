@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from regiongpt.modeling.modeling import COMPONENTS
+from regiongpt.yaml_files import load_yaml_text
 
 
 @dataclass
@@ -215,7 +216,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     if not path.is_file():
         raise ValueError(f"recipe file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = load_yaml_text(path.read_text()) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -67,6 +67,26 @@ def test_bad_override_is_rejected():
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "model: {preset: tiny-default}\nmodel: {preset: gpt4roi}\n",
+            r"key 'model' appears twice .*lines 1 and 2",
+        ),
+        (
+            "training:\n  batch_size: 4\n  lr_scheduler: cosine\n  batch_size: 8\n",
+            r"key 'batch_size' .*lines 2 and 4",
+        ),
+    ],
+)
+def test_a_recipe_file_with_a_repeated_key_is_refused_with_its_lines(tmp_path, text, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text + "data: {train: x.jsonl}\nstages: [{name: s1, trainable: [region_encoder]}]\n")
+    with pytest.raises(ValueError, match=rf"recipe\.yaml: not valid YAML at line \d+, column \d+: {message}"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize(
     "name",
     [
         "default.yaml",

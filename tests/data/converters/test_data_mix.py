@@ -63,6 +63,7 @@ def test_mix_plain_list_unshuffled(tmp_path):
         ("- {path: coco.jsonl}\n- {path: coco.jsonl}\n", "names must be unique"),
         ("seed: 1\nsets: []\n", r"unknown key\(s\) \['sets'\]"),
         ("- [unclosed\n", "not valid YAML"),
+        ("seed: 1\nseed: 2\ndatasets: [{path: coco.jsonl}]\n", r"not valid YAML .*key 'seed' appears twice"),
         ("- {path: coco.jsonl, tasks: [yes_no, colour]}\n", r"datasets\[0\]: unknown task 'colour'"),
         ("- {path: coco.jsonl, tasks: yes_no}\n", "'tasks' must be a non-empty list of task names"),
     ],
