@@ -50,6 +50,7 @@ RG := $(VENV)/bin/regiongpt
 REASONING_SAMPLES := relation=2,choose_region=2,yes_no=2,multiple_choice=1,category=1,brief=0.5,detailed=0
 YES_NO_SAMPLES := yes_no=4,relation=2,choose_region=1,multiple_choice=1,category=0.5,brief=0.5,detailed=0
 RELATION_SAMPLES := relation=6,yes_no=0,choose_region=0,multiple_choice=0,category=0,brief=0,detailed=0
+CATEGORY_YES_NO_SAMPLES := category=2,yes_no=3,relation=1,choose_region=1,multiple_choice=0.5,brief=0.5,detailed=0
 ONLY_TRAIN := --n-val 0 --n-test 0 --n-comp 0
 TRAIN_ARGS ?=
 DEFAULT_DATA := data/default_mix.jsonl data/default_mix_reasoning.jsonl data/default_yes_no.jsonl \
@@ -71,6 +72,8 @@ data/regionworld_yes_no/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld_yes_no --n 3000 --seed 3 $(ONLY_TRAIN) --samples '$(YES_NO_SAMPLES)'
 data/regionworld_relation/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld_relation --n 4000 --seed 4 $(ONLY_TRAIN) --samples '$(RELATION_SAMPLES)'
+data/regionworld_category_yes_no/train.jsonl: | $(STAMP)
+	$(RG) data regionworld --out data/regionworld_category_yes_no --n 1000 --seed 5 $(ONLY_TRAIN) --samples '$(CATEGORY_YES_NO_SAMPLES)'
 data/photos/train.jsonl: | $(STAMP)
 	$(RG) data photos --out data/photos --seed 0
 
@@ -91,6 +94,8 @@ data/experiments/mix_balanced_yes_no.jsonl: data/experiments/mix_balanced_positi
 		data/regionworld_yes_no/train.jsonl
 data/experiments/mix_photo_rehearse.jsonl: data/experiments/mix_balanced_yes_no.jsonl \
 		data/photos/train.jsonl
+data/experiments/mix_category_yes_no.jsonl: data/regionworld_category_yes_no/train.jsonl \
+		data/photos/train.jsonl data/experiments/mix_balanced_yes_no.jsonl
 data/%.jsonl: recipes/%.yaml
 	$(RG) data convert mix $< --out $@
 
