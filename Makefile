@@ -41,28 +41,30 @@ demo: $(STAMP)
 
 # Rebuild the default model's weights from seeds, data included: stages 1-8 (recipes/default.yaml),
 # then 9-14 (recipes/experiments/relation_stages.yaml), then 15-16
-# (recipes/experiments/image_tokens_stage.yaml); about 10.4 h of training on a 2-core CPU plus
-# the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
+# (recipes/experiments/image_tokens_stage.yaml), then 17 (recipes/experiments/category_yes_no_stage.yaml);
+# about 10.8 h of training on a 2-core CPU plus the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
 # these settings); mixes are remade when their recipe or sources change. The weights land in
-# runs/image_tokens_stage/final. TRAIN_ARGS goes to every `regiongpt train` call as overrides
+# runs/category_yes_no_stage/final. TRAIN_ARGS goes to every `regiongpt train` call as overrides
 # (e.g. TRAIN_ARGS=seed=1; stages 13, 14 and 16 keep their own seeds, 1, 2 and 4).
 RG := $(VENV)/bin/regiongpt
 REASONING_SAMPLES := relation=2,choose_region=2,yes_no=2,multiple_choice=1,category=1,brief=0.5,detailed=0
 YES_NO_SAMPLES := yes_no=4,relation=2,choose_region=1,multiple_choice=1,category=0.5,brief=0.5,detailed=0
 RELATION_SAMPLES := relation=6,yes_no=0,choose_region=0,multiple_choice=0,category=0,brief=0,detailed=0
 CATEGORY_YES_NO_SAMPLES := category=2,yes_no=3,relation=1,choose_region=1,multiple_choice=0.5,brief=0.5,detailed=0
+CATEGORY_YES_NO_RELATION_SAMPLES := category=2,yes_no=3,relation=2,choose_region=1,multiple_choice=0.5,brief=0.5,detailed=0
 ONLY_TRAIN := --n-val 0 --n-test 0 --n-comp 0
 TRAIN_ARGS ?=
 DEFAULT_DATA := data/default_mix.jsonl data/default_mix_reasoning.jsonl data/default_yes_no.jsonl \
 	data/default_mix_yes_no.jsonl data/experiments/relation_choose.jsonl \
 	data/experiments/position.jsonl data/experiments/mix_relation.jsonl data/experiments/mix_balanced.jsonl \
 	data/experiments/mix_balanced_position.jsonl data/experiments/mix_balanced_yes_no.jsonl \
-	data/experiments/mix_photo_rehearse.jsonl
+	data/experiments/mix_photo_rehearse.jsonl data/experiments/mix_category_yes_no.jsonl
 
 train-default: $(DEFAULT_DATA)
 	$(RG) train recipes/default.yaml $(TRAIN_ARGS)
 	$(RG) train recipes/experiments/relation_stages.yaml $(TRAIN_ARGS)
 	$(RG) train recipes/experiments/image_tokens_stage.yaml $(TRAIN_ARGS)
+	$(RG) train recipes/experiments/category_yes_no_stage.yaml $(TRAIN_ARGS)
 
 data/regionworld/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld --n 3000 --seed 0
@@ -74,6 +76,8 @@ data/regionworld_relation/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld_relation --n 4000 --seed 4 $(ONLY_TRAIN) --samples '$(RELATION_SAMPLES)'
 data/regionworld_category_yes_no/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld_category_yes_no --n 1000 --seed 5 $(ONLY_TRAIN) --samples '$(CATEGORY_YES_NO_SAMPLES)'
+data/regionworld_category_yes_no_2/train.jsonl: | $(STAMP)
+	$(RG) data regionworld --out data/regionworld_category_yes_no_2 --n 1000 --seed 6 $(ONLY_TRAIN) --samples '$(CATEGORY_YES_NO_RELATION_SAMPLES)'
 data/photos/train.jsonl: | $(STAMP)
 	$(RG) data photos --out data/photos --seed 0
 
@@ -96,6 +100,8 @@ data/experiments/mix_photo_rehearse.jsonl: data/experiments/mix_balanced_yes_no.
 		data/photos/train.jsonl
 data/experiments/mix_category_yes_no.jsonl: data/regionworld_category_yes_no/train.jsonl \
 		data/photos/train.jsonl data/experiments/mix_balanced_yes_no.jsonl
+data/experiments/mix_category_yes_no_position.jsonl: data/regionworld_category_yes_no_2/train.jsonl \
+		data/experiments/position.jsonl data/photos/train.jsonl data/experiments/mix_balanced_yes_no.jsonl
 data/%.jsonl: recipes/%.yaml
 	$(RG) data convert mix $< --out $@
 

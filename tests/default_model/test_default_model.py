@@ -52,7 +52,7 @@ def test_default_model_names_the_category_of_most_test_objects(default_model, ca
         (region,) = record.load_regions(root, (224, 224))
         answer = default_model.describe(image, [region], task="category")[0]
         correct += answer.strip().lower() == record.conversations[1]["value"]
-    # The bar: 80% (measured 46/50 with the shipped stage-14 weights, 41/50 with stage 12).
+    # The bar: 80% (measured 46/50 with the shipped stage-17 weights, 41/50 with stage 12).
     # docs/default-model.md has the full report.
     assert correct >= 40, f"{correct}/50 category answers right"
 
