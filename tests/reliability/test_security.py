@@ -22,6 +22,8 @@ import torch
 from regiongpt.data.safe_pickle import UnsafePickleError, safe_load, safe_loads
 
 PACKAGE = Path(__file__).resolve().parents[2] / "regiongpt"
+# yaml.load is accepted only with these loaders, each checked below to be a yaml.SafeLoader subclass.
+SAFE_YAML_LOADERS = {"_StrictSafeLoader": "regiongpt.yaml_files"}
 
 
 # ------------------------------------------------------------------------------------ source scan
@@ -66,11 +68,33 @@ def unsafe_deserialisers(files: list[Path], base: Path) -> list[str]:
             numpy_load = name.split(".")[-1] == "load" and name.split(".")[0] in ("np", "numpy")
             if numpy_load and _keyword(call, "allow_pickle") is not False:
                 problems.append(f"{line} needs allow_pickle=False")
-            if name in ("yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load"):
+            safe_loader = name == "yaml.load" and any(
+                k.arg == "Loader" and isinstance(k.value, ast.Name) and k.value.id in SAFE_YAML_LOADERS
+                for k in call.keywords
+            )
+            if (
+                name in ("yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load")
+                and not safe_loader
+            ):
                 problems.append(f"{line}: use yaml.safe_load")
             if name in ("eval", "exec"):
                 problems.append(f"{line}: eval/exec")
     return problems
+
+
+def test_the_yaml_loaders_the_scan_accepts_are_safe_loaders():
+    import importlib
+
+    import yaml
+
+    for name, module in SAFE_YAML_LOADERS.items():
+        assert issubclass(getattr(importlib.import_module(module), name), yaml.SafeLoader)
+
+
+def test_the_scan_flags_yaml_load_with_any_other_loader(tmp_path):
+    source = tmp_path / "bad.py"
+    source.write_text("import yaml\nyaml.load(text, Loader=yaml.UnsafeLoader)\nyaml.load(text)\n")
+    assert len(unsafe_deserialisers([source], tmp_path)) == 2
 
 
 def test_every_deserialiser_in_the_package_is_a_safe_one():
