@@ -41,8 +41,9 @@ demo: $(STAMP)
 
 # Rebuild the default model's weights from seeds, data included: stages 1-8 (recipes/default.yaml),
 # then 9-14 (recipes/experiments/relation_stages.yaml), then 15-16
-# (recipes/experiments/image_tokens_stage.yaml), then 17 (recipes/experiments/category_yes_no_stage.yaml);
-# about 10.8 h of training on a 2-core CPU plus the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
+# (recipes/experiments/image_tokens_stage.yaml), then 17
+# (recipes/experiments/category_yes_no_stage.yaml); about 10.8 h of training on a 2-core CPU plus
+# the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
 # these settings); mixes are remade when their recipe or sources change. The weights land in
 # runs/category_yes_no_stage/final. TRAIN_ARGS goes to every `regiongpt train` call as overrides
 # (e.g. TRAIN_ARGS=seed=1; stages 13, 14 and 16 keep their own seeds, 1, 2 and 4).
