@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, SiglipVisionConfig
 
-from regiongpt.modeling.configuration import RegionEncoderConfig, RegionGPTConfig
+from regiongpt.modeling.configuration import EfficientNetLiteConfig, RegionEncoderConfig, RegionGPTConfig
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 from regiongpt.processing import RegionGPTProcessor
 
@@ -21,7 +21,12 @@ def tiny_config(
         image_size=56,
         patch_size=14,
     )
-    vision = CLIPVisionConfig(**vision_kwargs) if tower == "clip" else SiglipVisionConfig(**vision_kwargs)
+    if tower == "efficientnet":  # random-weight EfficientNet-Lite0 at 64 px (maps 8x8, 4x4, 2x2)
+        vision = EfficientNetLiteConfig(image_size=64)
+    elif tower == "clip":
+        vision = CLIPVisionConfig(**vision_kwargs)
+    else:
+        vision = SiglipVisionConfig(**vision_kwargs)
     text = LlamaConfig(
         vocab_size=49152,
         hidden_size=32,

@@ -216,13 +216,16 @@ def load_checkpoint(
     dtype: torch.dtype = torch.float32,
     region_overrides: dict | None = None,
     progress: bool = True,
+    vision_overrides: dict | None = None,
 ) -> RegionGPTForConditionalGeneration:
     """Load a checkpoint directory written by :func:`save_checkpoint`.
 
     ``region_overrides`` changes the saved region encoder settings first (e.g. ``{"box_embedding":
     True}`` to extend a trained model): region encoder weights that exist only with the change keep
     their initialisation (logged); any other missing weight, or one whose shape the change alters,
-    is a ValueError. ``progress=False`` silences transformers' "Loading weights" bars."""
+    is a ValueError. ``vision_overrides`` changes vision tower settings the same way (e.g. more
+    EfficientNet ``feature_blocks`` for ``fine_levels``; a frozen pretrained tower's weights are
+    unchanged). ``progress=False`` silences transformers' "Loading weights" bars."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a regiongpt checkpoint (no config.json)")
@@ -230,6 +233,7 @@ def load_checkpoint(
         raise FileNotFoundError(f"{path} has no {WEIGHTS_NAME}")
     config = RegionGPTConfig.from_pretrained(path)
     saved_region = config.region
+    config.override_vision(vision_overrides or {})
     config.override_region(region_overrides or {})
     state = load_file(str(path / WEIGHTS_NAME))
     with transformers_progress_bars(progress):

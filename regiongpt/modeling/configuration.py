@@ -71,6 +71,10 @@ class RegionEncoderConfig:
     refine: bool = True
     connector: Literal["shared", "separate"] = "shared"
     mask_eps: float = 1e-6
+    # Tower maps finer than the first feature level (e.g. EfficientNet's stride-4 block), each
+    # added through a zero-initialised 1x1 projection where the refinement's upsampled grid
+    # matches its own. Shape detail of small regions that a stride-8 map blurs; off by default.
+    fine_levels: list[int] = field(default_factory=list)
     # Add an MLP embedding of the region's geometry (normalised box and mask area) to the pooled
     # feature. Mask pooling of a convolutional tower's maps keeps what a region looks like but
     # not where it is or how large; ViT towers carry that in their position embeddings.
@@ -92,6 +96,11 @@ class RegionEncoderConfig:
         if self.box_embedding and self.type != "regiongpt":
             raise ValueError(
                 "box_embedding is an option of the regiongpt encoder; gpt4roi always embeds its boxes"
+            )
+        if self.fine_levels and (self.type != "regiongpt" or not self.refine):
+            raise ValueError(
+                f"fine_levels {self.fine_levels} need the regiongpt encoder with refine: true "
+                "(they join its upsampling)"
             )
         if self.reduction not in ("flatten", "pool"):
             raise ValueError(f"reduction must be 'flatten' or 'pool', got {self.reduction!r}")
@@ -191,6 +200,16 @@ class RegionGPTConfig(PretrainedConfig):
         """Change region encoder settings in place (validated: a bad value is a ValueError)."""
         if overrides:
             self.region_config = RegionEncoderConfig.from_dict({**self.region_config, **overrides}).to_dict()
+
+    def override_vision(self, overrides: dict[str, Any]) -> None:
+        """Change vision tower settings in place, e.g. ``{"feature_blocks": [4, 10, 15, 2], ...}``
+        to expose a finer EfficientNet map; only settings the vision config has may change."""
+        known = self.vision_config.to_dict()
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f"unknown vision tower settings: {unknown}; known: {sorted(known)}")
+        for key, value in overrides.items():
+            setattr(self.vision_config, key, value)
 
     @property
     def image_size(self) -> int:

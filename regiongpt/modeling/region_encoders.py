@@ -10,7 +10,8 @@ masks ``(R, S, S)``), and return ``(R, hidden_size)`` region features plus the i
   enter through their tight boxes.
 * :class:`RegionGPTEncoder`: feature refinement (two stride-2 transposed convs, LayerNorm2d, GELU)
   and mask pooling (mean of refined features under the soft mask). Boxes are filled rectangles.
-  Optionally (``box_embedding``) an MLP of the region's geometry is added to the pooled feature.
+  Optionally (``box_embedding``) an MLP of the region's geometry is added to the pooled feature,
+  and (``fine_levels``) finer tower maps join the refinement where its grid matches theirs.
 """
 
 from __future__ import annotations
@@ -165,7 +166,12 @@ class GPT4RoIEncoder(nn.Module):
 
 class RegionGPTEncoder(nn.Module):
     def __init__(
-        self, config: RegionEncoderConfig, in_channels: list[int], token_channels: int, image_size: int
+        self,
+        config: RegionEncoderConfig,
+        in_channels: list[int],
+        token_channels: int,
+        image_size: int,
+        fine_channels: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -184,6 +190,12 @@ class RegionGPTEncoder(nn.Module):
             if config.refine
             else nn.Identity()
         )
+        self.fine_projs = (
+            nn.ModuleList(nn.Conv2d(c, width, 1) for c in fine_channels) if fine_channels else None
+        )
+        for proj in self.fine_projs or []:  # start as no-ops, so they can join a trained encoder
+            nn.init.zeros_(proj.weight)
+            nn.init.zeros_(proj.bias)
         grid = config.image_token_grid
         self.from_tower = config.image_token_source == "tower"
         merge = grid and not self.from_tower
@@ -200,7 +212,10 @@ class RegionGPTEncoder(nn.Module):
             nn.init.zeros_(self.box_embed[-1].bias)
 
     def feature_map(self, features: VisionFeatures) -> torch.Tensor:
-        """Refined map ``(B, W, 4h, 4w)`` (``h, w``: the first selected level's grid)."""
+        """Refined map ``(B, W, 4h, 4w)`` (``h, w``: the first selected level's grid).
+
+        Each ``fine_levels`` map ``(B, C, 2h, 2w)`` or ``(B, C, 4h, 4w)``, projected to ``W``, is
+        added right after the transposed conv that reaches its grid."""
         maps, _ = _select(features, self.config.feature_levels)
         if self.input_projs is not None:
             maps = [proj(m) for proj, m in zip(self.input_projs, maps)]
@@ -208,7 +223,24 @@ class RegionGPTEncoder(nn.Module):
         fmap = maps[0]
         for extra in maps[1:]:
             fmap = fmap + _resize(extra, size)
-        return self.refine(fmap)
+        if self.fine_projs is None:
+            return self.refine(fmap)
+        fine, _ = _select(features, self.config.fine_levels)
+        fine = [proj(m) for proj, m in zip(self.fine_projs, fine)]
+        grids = {(2 * size[0], 2 * size[1]), (4 * size[0], 4 * size[1])}
+        for level, m in zip(self.config.fine_levels, fine):
+            if tuple(m.shape[-2:]) not in grids:
+                raise ValueError(
+                    f"fine level {level} has a {tuple(m.shape[-2:])} grid; the refinement of a {size} "
+                    f"map reaches {sorted(grids)}"
+                )
+        for layer in self.refine:
+            fmap = layer(fmap)
+            if isinstance(layer, nn.ConvTranspose2d):
+                for m in fine:
+                    if m.shape[-2:] == fmap.shape[-2:]:
+                        fmap = fmap + m
+        return fmap
 
     def pool_masks(self, fmap: torch.Tensor, regions: RegionInputs) -> torch.Tensor:
         """Mean of ``fmap[b]`` under each soft mask resized to the map grid: ``(R, W)``."""
@@ -261,5 +293,7 @@ class RegionGPTEncoder(nn.Module):
 def build_region_encoder(config: RegionEncoderConfig, tower: nn.Module) -> nn.Module:
     n = len(tower.channels)
     in_channels = [tower.channels[i % n] for i in config.feature_levels]
-    cls = GPT4RoIEncoder if config.type == "gpt4roi" else RegionGPTEncoder
-    return cls(config, in_channels, tower.token_channels, tower.image_size)
+    if config.type == "gpt4roi":
+        return GPT4RoIEncoder(config, in_channels, tower.token_channels, tower.image_size)
+    fine_channels = [tower.channels[i % n] for i in config.fine_levels]
+    return RegionGPTEncoder(config, in_channels, tower.token_channels, tower.image_size, fine_channels)

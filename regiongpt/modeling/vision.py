@@ -2,7 +2,8 @@
 
 * :class:`HFVisionTower` wraps any HF vision transformer (CLIPVisionModel, SiglipVisionModel);
   the hidden states named by ``vision_feature_layers`` become ``(B, C, g, g)`` maps.
-* :class:`EfficientNetLiteTower` is EfficientNet-Lite0 with maps at strides 8, 16, 32.
+* :class:`EfficientNetLiteTower` is EfficientNet-Lite0 with maps at strides 8, 16, 32 (by default;
+  ``feature_blocks`` may add finer ones, e.g. block 2 at stride 4).
 
 A frozen tower stays in eval mode (BatchNorm statistics untouched) even when the model trains.
 """
@@ -75,19 +76,29 @@ class EfficientNetLiteTower(nn.Module):
         self.feature_blocks = list(config.feature_blocks)
         self.strides = [float(s) for s in config.feature_strides]
         self.channels = list(config.feature_channels)
-        self.token_channels = self.channels[-1]
+        counts = {len(self.feature_blocks), len(self.strides), len(self.channels)}
+        if len(counts) != 1 or len(set(self.feature_blocks)) != len(self.feature_blocks):
+            raise ValueError(
+                "feature_blocks, feature_strides and feature_channels need one entry per map and "
+                f"distinct blocks, got {config.feature_blocks}, {config.feature_strides}, "
+                f"{config.feature_channels}"
+            )
+        self.token_channels = self.channels[self.feature_blocks.index(max(self.feature_blocks))]
         self.image_size = int(config.image_size)
 
     def forward(self, pixel_values: torch.Tensor) -> VisionFeatures:
+        """Maps in ``feature_blocks`` order (e.g. blocks 4, 10, 15 and a finer 2 after them);
+        tokens ``(B, h, w, C)`` from the deepest block."""
         net = self.model
         x = net._swish(net._bn0(net._conv_stem(pixel_values)))
-        maps = []
+        outputs = {}
         last = max(self.feature_blocks)
         for index, block in enumerate(net._blocks[: last + 1]):
             x = block(x)
             if index in self.feature_blocks:
-                maps.append(x)
-        return VisionFeatures(maps, self.strides, maps[-1].permute(0, 2, 3, 1))
+                outputs[index] = x
+        maps = [outputs[index] for index in self.feature_blocks]
+        return VisionFeatures(maps, self.strides, outputs[last].permute(0, 2, 3, 1))
 
     def classify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """ImageNet logits ``(B, 1000)`` (used to check the weights and for distillation labels)."""

@@ -2,7 +2,8 @@
 
 ```yaml
 model: {preset: tiny-default}          # or {init_from: CHECKPOINT_DIR}; region_config: {...} overrides
-                                        # (with init_from, weights new with the override start fresh)
+                                        # (with init_from, weights new with the override start fresh);
+                                        # vision_config: {...} likewise for the tower's settings
 data: {train: data/regionworld/train.jsonl, eval: data/regionworld/val.jsonl, max_eval_samples: 256}
 output_dir: runs/default
 seed: 0
@@ -34,6 +35,7 @@ class ModelSpec:
     preset: str | None = None
     init_from: str | None = None
     region_config: dict[str, Any] = field(default_factory=dict)
+    vision_config: dict[str, Any] = field(default_factory=dict)  # e.g. more EfficientNet feature_blocks
     system_prompt: str | None = None
     pretrained_parts: dict[str, str] = field(default_factory=dict)  # override the preset's sources
 

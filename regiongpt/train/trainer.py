@@ -41,10 +41,13 @@ def build_from_recipe(recipe: Recipe) -> tuple[RegionGPTForConditionalGeneration
     set_seed(recipe.seed)
     spec = recipe.model
     if spec.init_from is not None:
-        model = load_checkpoint(spec.init_from, region_overrides=spec.region_config)
+        model = load_checkpoint(
+            spec.init_from, region_overrides=spec.region_config, vision_overrides=spec.vision_config
+        )
         tokenizer = AutoTokenizer.from_pretrained(spec.init_from)
     else:
         config = preset_config(spec.preset)
+        config.override_vision(spec.vision_config)
         config.override_region(spec.region_config)
         if spec.system_prompt is not None:
             config.system_prompt = spec.system_prompt

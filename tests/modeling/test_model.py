@@ -148,6 +148,30 @@ def test_region_overrides_extend_a_checkpoint_and_refuse_what_does_not_fit(tiny_
         load_checkpoint(tmp_path / "ckpt", region_overrides={"box_embedding": True})
 
 
+def test_vision_and_region_overrides_add_a_finer_map_to_a_trained_efficientnet_model(
+    tiny_factory, rgb_image, tmp_path
+):
+    from regiongpt.modeling.checkpoint import load_checkpoint
+
+    model, processor = tiny_factory(tower="efficientnet")
+    batch = processor([CONV], [rgb_image], [BOXES])
+    model.save_pretrained(tmp_path / "ckpt")
+    finer = {
+        "feature_blocks": [4, 10, 15, 2],
+        "feature_channels": [40, 112, 320, 24],
+        "feature_strides": [8, 16, 32, 4],
+    }
+    extended = load_checkpoint(
+        tmp_path / "ckpt", vision_overrides=finer, region_overrides={"fine_levels": [3]}
+    )
+    assert extended.config.vision_config.feature_blocks == [4, 10, 15, 2]
+    assert [p.shape[1] for p in extended.region_encoder.fine_projs.parameters() if p.dim() == 4] == [24]
+    with torch.no_grad():  # the new projection starts at zero: same answers as before
+        torch.testing.assert_close(extended(**batch).logits, model(**batch).logits)
+    extended.save_pretrained(tmp_path / "extended")  # the tower settings travel with the checkpoint
+    assert load_checkpoint(tmp_path / "extended").config.vision_config.feature_blocks == [4, 10, 15, 2]
+
+
 def test_a_stored_language_model_loads_from_the_checkpoint_and_a_lost_weight_is_an_error(
     tiny_factory, tmp_path
 ):

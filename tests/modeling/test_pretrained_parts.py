@@ -101,3 +101,30 @@ def test_silencing_load_bars_restores_huggingface_hub_settings():
         assert not hub.are_progress_bars_disabled("huggingface_hub.http_get")
     finally:
         hub.enable_progress_bars()
+
+
+def test_efficientnet_finer_blocks_join_after_the_configured_maps():
+    config = preset_config("tiny-default")
+    config.override_vision(
+        {
+            "feature_blocks": [4, 10, 15, 2],
+            "feature_channels": [40, 112, 320, 24],
+            "feature_strides": [8, 16, 32, 4],
+        }
+    )
+    tower = load_vision_tower(config, "efficientnet-lite0").eval()
+    with torch.no_grad():
+        features = tower(torch.zeros(1, 3, 224, 224))
+    assert [tuple(m.shape[1:]) for m in features.maps] == [
+        (40, 28, 28),
+        (112, 14, 14),
+        (320, 7, 7),
+        (24, 56, 56),
+    ]
+    assert tuple(features.tokens.shape) == (1, 7, 7, 320)  # still the deepest block
+    assert tower.token_channels == 320
+    with pytest.raises(ValueError, match="unknown vision tower settings: \\['feature_block'\\]"):
+        config.override_vision({"feature_block": [2]})
+    config.override_vision({"feature_channels": [40, 112]})
+    with pytest.raises(ValueError, match="one entry per map"):
+        load_vision_tower(config, "efficientnet-lite0")

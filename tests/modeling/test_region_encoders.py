@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from regiongpt.modeling.configuration import RegionEncoderConfig
@@ -147,3 +148,35 @@ def test_box_embedding_starts_as_a_no_op_and_then_tells_equal_looking_regions_ap
     a, _ = encoder(_features(fmap), small)
     b, _ = encoder(_features(fmap), large)
     assert (a - b).abs().max() > 1e-3
+
+
+def test_fine_levels_start_as_a_no_op_and_then_add_detail_at_their_grid():
+    torch.manual_seed(0)
+    plain = RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], image_token_grid=0)
+    with_fine = RegionEncoderConfig(**{**plain.to_dict(), "fine_levels": [1, 2]})
+    base = RegionGPTEncoder(plain, [4], 4, 64)
+    encoder = RegionGPTEncoder(with_fine, [4], 4, 64, fine_channels=[3, 2])
+    encoder.load_state_dict(base.state_dict(), strict=False)  # the trained part, as from a checkpoint
+    coarse, finer, finest = torch.randn(1, 4, 4, 4), torch.randn(1, 3, 8, 8), torch.randn(1, 2, 16, 16)
+    features = VisionFeatures([coarse, finer, finest], [16.0, 8.0, 4.0], coarse.permute(0, 2, 3, 1))
+    torch.testing.assert_close(encoder.feature_map(features), base.feature_map(features))
+    torch.nn.init.normal_(encoder.fine_projs[1].weight)  # only the finest level's projection
+    diff = encoder.feature_map(features) - base.feature_map(features)
+    expected = torch.nn.functional.conv2d(finest, encoder.fine_projs[1].weight, encoder.fine_projs[1].bias)
+    torch.testing.assert_close(diff, expected)  # added after the last transposed conv, nothing after it
+
+
+def test_fine_levels_name_a_grid_the_refinement_does_not_reach():
+    config = RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], fine_levels=[1])
+    encoder = RegionGPTEncoder(config, [4], 4, 64, fine_channels=[2])
+    coarse = torch.randn(1, 4, 4, 4)
+    features = VisionFeatures([coarse, torch.randn(1, 2, 12, 12)], [16.0, 5.0], coarse.permute(0, 2, 3, 1))
+    with pytest.raises(ValueError, match=r"fine level 1 has a \(12, 12\) grid"):
+        encoder.feature_map(features)
+
+
+def test_fine_levels_need_the_refining_regiongpt_encoder():
+    with pytest.raises(ValueError, match="fine_levels"):
+        RegionEncoderConfig(type="regiongpt", refine=False, fine_levels=[1])
+    with pytest.raises(ValueError, match="fine_levels"):
+        RegionEncoderConfig(type="gpt4roi", hidden_size=64, fine_levels=[1])

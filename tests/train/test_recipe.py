@@ -95,6 +95,7 @@ def test_a_recipe_file_with_a_repeated_key_is_refused_with_its_lines(tmp_path, t
         "experiments/relation_stages.yaml",
         "experiments/image_tokens_stage.yaml",
         "experiments/category_yes_no_stage.yaml",
+        "experiments/fine_map_stage.yaml",
     ],
 )
 def test_shipped_recipes_parse(name):

@@ -66,6 +66,22 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
 
 
+def test_recipe_tower_and_encoder_overrides_extend_an_init_from_model(tiny_factory, tiny_setup):
+    model, processor = tiny_factory(tower="efficientnet")
+    RegionGPT(model, processor).save_pretrained(tiny_setup / "efficientnet")
+    values = _recipe(tiny_setup, "fine", batch_size=4, steps=1)
+    values["model"] = {
+        "init_from": str(tiny_setup / "efficientnet"),
+        "vision_config": {"feature_blocks": [4, 10, 15, 2], "feature_channels": [40, 112, 320, 24]},
+        "region_config": {"fine_levels": [3]},
+    }
+    with pytest.raises(ValueError, match="one entry per map"):  # strides not given for block 2
+        run_recipe(parse_recipe(values))
+    values["model"]["vision_config"]["feature_strides"] = [8, 16, 32, 4]
+    after = _weights(run_recipe(parse_recipe(values)))
+    assert after["region_encoder.fine_projs.0.weight"].abs().sum() > 0  # started at zero, trained
+
+
 def test_single_process_training_moves_trainable_weights_only(tiny_setup):
     final = run_recipe(parse_recipe(_recipe(tiny_setup, "run", batch_size=4)))
     before, after = _weights(tiny_setup / "init"), _weights(final)
