@@ -53,7 +53,7 @@ YES_NO_SAMPLES := yes_no=4,relation=2,choose_region=1,multiple_choice=1,category
 RELATION_SAMPLES := relation=6,yes_no=0,choose_region=0,multiple_choice=0,category=0,brief=0,detailed=0
 CATEGORY_YES_NO_SAMPLES := category=2,yes_no=3,relation=1,choose_region=1,multiple_choice=0.5,brief=0.5,detailed=0
 CATEGORY_YES_NO_RELATION_SAMPLES := category=2,yes_no=3,relation=2,choose_region=1,multiple_choice=0.5,brief=0.5,detailed=0
-FINE_MAP_SAMPLES := category=3,yes_no=2,relation=1,choose_region=1,multiple_choice=0.5,brief=1,detailed=0
+CATEGORY_BRIEF_SAMPLES := category=3,yes_no=2,relation=1,choose_region=1,multiple_choice=0.5,brief=1,detailed=0
 ONLY_TRAIN := --n-val 0 --n-test 0 --n-comp 0
 TRAIN_ARGS ?=
 DEFAULT_DATA := data/default_mix.jsonl data/default_mix_reasoning.jsonl data/default_yes_no.jsonl \
@@ -80,8 +80,8 @@ data/regionworld_category_yes_no/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld_category_yes_no --n 1000 --seed 5 $(ONLY_TRAIN) --samples '$(CATEGORY_YES_NO_SAMPLES)'
 data/regionworld_category_yes_no_2/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld_category_yes_no_2 --n 1000 --seed 6 $(ONLY_TRAIN) --samples '$(CATEGORY_YES_NO_RELATION_SAMPLES)'
-data/regionworld_fine_map/train.jsonl: | $(STAMP)
-	$(RG) data regionworld --out data/regionworld_fine_map --n 1000 --seed 7 $(ONLY_TRAIN) --samples '$(FINE_MAP_SAMPLES)'
+data/regionworld_category_brief/train.jsonl: | $(STAMP)
+	$(RG) data regionworld --out data/regionworld_category_brief --n 1000 --seed 7 $(ONLY_TRAIN) --samples '$(CATEGORY_BRIEF_SAMPLES)'
 data/photos/train.jsonl: | $(STAMP)
 	$(RG) data photos --out data/photos --seed 0
 
@@ -106,7 +106,7 @@ data/experiments/mix_category_yes_no.jsonl: data/regionworld_category_yes_no/tra
 		data/photos/train.jsonl data/experiments/mix_balanced_yes_no.jsonl
 data/experiments/mix_category_yes_no_position.jsonl: data/regionworld_category_yes_no_2/train.jsonl \
 		data/experiments/position.jsonl data/photos/train.jsonl data/experiments/mix_balanced_yes_no.jsonl
-data/experiments/mix_fine_map.jsonl: data/regionworld_fine_map/train.jsonl data/photos/train.jsonl \
+data/experiments/mix_category_brief.jsonl: data/regionworld_category_brief/train.jsonl data/photos/train.jsonl \
 		data/experiments/mix_balanced_yes_no.jsonl
 data/%.jsonl: recipes/%.yaml
 	$(RG) data convert mix $< --out $@

@@ -75,6 +75,10 @@ class RegionEncoderConfig:
     # added through a zero-initialised 1x1 projection where the refinement's upsampled grid
     # matches its own. Shape detail of small regions that a stride-8 map blurs; off by default.
     fine_levels: list[int] = field(default_factory=list)
+    # Side of an RoIAlign grid of the refined map over each region's box, flattened through an MLP
+    # (last layer zero-initialised) and added to the pooled feature: the layout inside the region
+    # (its shape) that a mean under the mask averages away. 0 = off (RegionGPT's encoder as is).
+    layout_grid: int = 0
     # Add an MLP embedding of the region's geometry (normalised box and mask area) to the pooled
     # feature. Mask pooling of a convolutional tower's maps keeps what a region looks like but
     # not where it is or how large; ViT towers carry that in their position embeddings.
@@ -96,6 +100,10 @@ class RegionEncoderConfig:
         if self.box_embedding and self.type != "regiongpt":
             raise ValueError(
                 "box_embedding is an option of the regiongpt encoder; gpt4roi always embeds its boxes"
+            )
+        if self.layout_grid < 0 or (self.layout_grid and self.type != "regiongpt"):
+            raise ValueError(
+                f"layout_grid must be >= 0 and is an option of the regiongpt encoder, got {self.layout_grid}"
             )
         if self.fine_levels and (self.type != "regiongpt" or not self.refine):
             raise ValueError(

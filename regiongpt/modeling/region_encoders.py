@@ -11,7 +11,8 @@ masks ``(R, S, S)``), and return ``(R, hidden_size)`` region features plus the i
 * :class:`RegionGPTEncoder`: feature refinement (two stride-2 transposed convs, LayerNorm2d, GELU)
   and mask pooling (mean of refined features under the soft mask). Boxes are filled rectangles.
   Optionally (``box_embedding``) an MLP of the region's geometry is added to the pooled feature,
-  and (``fine_levels``) finer tower maps join the refinement where its grid matches theirs.
+  and (``fine_levels``) finer tower maps join the refinement where its grid matches theirs, and
+  (``layout_grid``) an MLP of an RoIAlign grid over the box adds the layout inside the region.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def grid_tokens(features: VisionFeatures, grid: int) -> torch.Tensor:
     if tokens.shape[-1] != grid:
         tokens = F.adaptive_avg_pool2d(tokens, grid)
     return tokens.flatten(2).transpose(1, 2)
+
+
+def _roi_align(
+    x: torch.Tensor, rois: torch.Tensor, side: int, scale: float, sampling_ratio: int, aligned: bool
+) -> torch.Tensor:
+    """torchvision's ``roi_align`` of ``x`` ``(B, C, H, W)`` at ``rois`` ``(R, 5)`` (batch index,
+    pixel xyxy): ``(R, C, side, side)`` in ``x``'s dtype, computed in float32 (the CPU kernel has
+    no bfloat16; autocast would cast the same way)."""
+    out = roi_align(x.float(), rois.float(), side, scale, sampling_ratio, aligned)
+    return out.to(x.dtype)
 
 
 def _select(features: VisionFeatures, levels: list[int]) -> tuple[list[torch.Tensor], list[float]]:
@@ -149,7 +160,7 @@ class GPT4RoIEncoder(nn.Module):
         cfg = self.config
         pooled = sum(
             conv(
-                roi_align(
+                _roi_align(
                     level, rois, cfg.roi_output_size, 1.0 / stride, cfg.roi_sampling_ratio, cfg.roi_aligned
                 )
             )
@@ -190,6 +201,12 @@ class RegionGPTEncoder(nn.Module):
             if config.refine
             else nn.Identity()
         )
+        side = config.layout_grid
+        self.layout_embed = (
+            nn.Sequential(nn.Linear(width * side * side, width), nn.GELU(), nn.Linear(width, width))
+            if side
+            else None
+        )
         self.fine_projs = (
             nn.ModuleList(nn.Conv2d(c, width, 1) for c in fine_channels) if fine_channels else None
         )
@@ -207,9 +224,10 @@ class RegionGPTEncoder(nn.Module):
             if config.box_embedding
             else None
         )
-        if self.box_embed is not None:  # starts as a no-op, so it can be added to a trained encoder
-            nn.init.zeros_(self.box_embed[-1].weight)
-            nn.init.zeros_(self.box_embed[-1].bias)
+        for added in (self.box_embed, self.layout_embed):  # start as no-ops, so they can be added
+            if added is not None:  # to a trained encoder
+                nn.init.zeros_(added[-1].weight)
+                nn.init.zeros_(added[-1].bias)
 
     def feature_map(self, features: VisionFeatures) -> torch.Tensor:
         """Refined map ``(B, W, 4h, 4w)`` (``h, w``: the first selected level's grid).
@@ -253,6 +271,14 @@ class RegionGPTEncoder(nn.Module):
             out = out.index_copy(0, rows, weights[rows] @ flat[b].T)
         return out / (weights.sum(dim=1, keepdim=True) + self.config.mask_eps)
 
+    def layout(self, fmap: torch.Tensor, regions: RegionInputs) -> torch.Tensor:
+        """RoIAlign of ``fmap`` ``(B, W, H', W')`` over each box: ``(R, W * g * g)``, ``g`` =
+        ``layout_grid`` (boxes in pixel xyxy of the ``S x S`` input, so the scale is ``H' / S``)."""
+        boxes = regions.boxes.to(torch.float32)
+        rois = torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
+        grid = _roi_align(fmap, rois, self.config.layout_grid, fmap.shape[-1] / self.image_size, 2, True)
+        return grid.flatten(1)
+
     def geometry(self, regions: RegionInputs) -> torch.Tensor:
         """``(R, 6)``: box x0, y0, x1, y1, its area (all relative to the image side ``S``) and the
         mask's share of the image."""
@@ -287,6 +313,8 @@ class RegionGPTEncoder(nn.Module):
         pooled = self.pool_masks(fmap, regions)
         if self.box_embed is not None:
             pooled = pooled + self.box_embed(self.geometry(regions).to(pooled.dtype))
+        if self.layout_embed is not None:
+            pooled = pooled + self.layout_embed(self.layout(fmap, regions))
         return pooled, tokens
 
 

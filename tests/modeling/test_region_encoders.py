@@ -180,3 +180,53 @@ def test_fine_levels_need_the_refining_regiongpt_encoder():
         RegionEncoderConfig(type="regiongpt", refine=False, fine_levels=[1])
     with pytest.raises(ValueError, match="fine_levels"):
         RegionEncoderConfig(type="gpt4roi", hidden_size=64, fine_levels=[1])
+
+
+def test_layout_grid_starts_as_a_no_op_and_then_tells_shapes_with_equal_means_apart():
+    torch.manual_seed(0)
+    plain = RegionEncoderConfig(
+        type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0
+    )
+    encoder = RegionGPTEncoder(RegionEncoderConfig(**{**plain.to_dict(), "layout_grid": 2}), [4], 4, 64)
+    top, bottom = torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8)
+    top[..., :4, :], bottom[..., 4:, :] = 1.0, 1.0  # same mean over the whole image, different layout
+    region = _box_region([0, 0, 64, 64])
+    pooled, _ = RegionGPTEncoder(plain, [4], 4, 64)(_features(top), region)
+    start, _ = encoder(_features(top), region)
+    torch.testing.assert_close(start, pooled)  # zero-initialised output layer
+    torch.testing.assert_close(  # 2x2 grid over the box: top cells 1, bottom cells 0, per channel
+        encoder.layout(top, region).view(4, 2, 2), torch.tensor([[1.0, 1.0], [0.0, 0.0]]).expand(4, 2, 2)
+    )
+    torch.nn.init.normal_(encoder.layout_embed[-1].weight)
+    a, _ = encoder(_features(top), region)
+    b, _ = encoder(_features(bottom), region)
+    torch.testing.assert_close(  # mask pooling alone sees the same mean
+        RegionGPTEncoder(plain, [4], 4, 64)(_features(top), region)[0],
+        RegionGPTEncoder(plain, [4], 4, 64)(_features(bottom), region)[0],
+    )
+    assert (a - b).abs().max() > 1e-3
+    with torch.no_grad():  # a bfloat16 model (no autocast) runs it too
+        assert encoder.to(torch.bfloat16).layout(top.bfloat16(), region).dtype == torch.bfloat16
+
+
+def test_layout_grid_is_an_option_of_the_regiongpt_encoder():
+    with pytest.raises(ValueError, match="layout_grid"):
+        RegionEncoderConfig(type="gpt4roi", hidden_size=64, layout_grid=4)
+    with pytest.raises(ValueError, match="layout_grid"):
+        RegionEncoderConfig(type="regiongpt", layout_grid=-1)
+
+
+def test_gpt4roi_runs_in_bfloat16_on_cpu():
+    """torchvision's CPU roi_align has no bfloat16 kernel: a bfloat16 model must still encode."""
+    torch.manual_seed(0)
+    config = RegionEncoderConfig(
+        type="gpt4roi", hidden_size=8, feature_levels=[0], group_norm_groups=2, roi_output_size=2,
+        fuse_rounds=1, image_token_grid=0,
+    )  # fmt: skip
+    encoder = GPT4RoIEncoder(config, [4], 4, 64)
+    fmap = torch.randn(1, 4, 8, 8)
+    expected, _ = encoder(_features(fmap), _box_region([8, 8, 40, 48]))
+    with torch.no_grad():
+        got, _ = encoder.to(torch.bfloat16)(_features(fmap.bfloat16()), _box_region([8, 8, 40, 48]))
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.detach(), rtol=0.05, atol=0.05)
