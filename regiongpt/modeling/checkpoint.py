@@ -242,8 +242,9 @@ def load_checkpoint(
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shapes differ: the override changed a trained layer
         first = str(error).strip().splitlines()[-1].strip()
+        overrides = {**(vision_overrides or {}), **(region_overrides or {})}
         raise ValueError(
-            f"{path}: weights do not fit the model{' with ' + str(region_overrides) if region_overrides else ''}: {first}"
+            f"{path}: weights do not fit the model{' with ' + str(overrides) if overrides else ''}: {first}"
         ) from None
     if unexpected:
         raise ValueError(f"{path / WEIGHTS_NAME} holds weights this model does not have: {unexpected[:5]}")

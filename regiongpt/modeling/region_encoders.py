@@ -79,6 +79,20 @@ def _roi_align(
     return out.to(x.dtype)
 
 
+def _rois(regions: RegionInputs) -> torch.Tensor:
+    """``(R, 5)`` float32 rois for ``roi_align``: batch index, then the pixel xyxy box (never
+    rounded to a 16-bit model dtype)."""
+    boxes = regions.boxes.to(torch.float32)
+    return torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
+
+
+def _zero_init(layer: nn.Module) -> None:
+    """Zero a layer's weight and bias, so the branch it ends starts as a no-op (it can then be
+    added to a trained encoder without changing its outputs)."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
 def _select(features: VisionFeatures, levels: list[int]) -> tuple[list[torch.Tensor], list[float]]:
     n = len(features.maps)
     return [features.maps[i] for i in levels], [features.strides[i % n] for i in levels]
@@ -155,8 +169,7 @@ class GPT4RoIEncoder(nn.Module):
         if len(regions) == 0:
             return features.maps[0].new_zeros(0, self.config.hidden_size), tokens
         levels, strides = self.pyramid(features)
-        boxes = regions.boxes.to(levels[0].dtype)
-        rois = torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
+        rois = _rois(regions)
         cfg = self.config
         pooled = sum(
             conv(
@@ -168,7 +181,8 @@ class GPT4RoIEncoder(nn.Module):
         )
         pooled = F.relu(pooled)
         flat = pooled.flatten(1) if cfg.reduction == "flatten" else pooled.mean(dim=(2, 3))
-        return self.reduce(flat) + self.box_embed(boxes / self.image_size), tokens
+        boxes = (rois[:, 1:] / self.image_size).to(flat.dtype)
+        return self.reduce(flat) + self.box_embed(boxes), tokens
 
     def image_tokens(self, features: VisionFeatures) -> torch.Tensor | None:
         grid = self.config.image_token_grid
@@ -207,12 +221,16 @@ class RegionGPTEncoder(nn.Module):
             if side
             else None
         )
+        fine_channels = fine_channels or []
+        if len(fine_channels) != len(config.fine_levels):
+            raise ValueError(
+                f"fine_levels {config.fine_levels} need one entry each in fine_channels, got {fine_channels}"
+            )
         self.fine_projs = (
             nn.ModuleList(nn.Conv2d(c, width, 1) for c in fine_channels) if fine_channels else None
         )
-        for proj in self.fine_projs or []:  # start as no-ops, so they can join a trained encoder
-            nn.init.zeros_(proj.weight)
-            nn.init.zeros_(proj.bias)
+        for proj in self.fine_projs or []:
+            _zero_init(proj)
         grid = config.image_token_grid
         self.from_tower = config.image_token_source == "tower"
         merge = grid and not self.from_tower
@@ -224,13 +242,13 @@ class RegionGPTEncoder(nn.Module):
             if config.box_embedding
             else None
         )
-        for added in (self.box_embed, self.layout_embed):  # start as no-ops, so they can be added
-            if added is not None:  # to a trained encoder
-                nn.init.zeros_(added[-1].weight)
-                nn.init.zeros_(added[-1].bias)
+        for added in (self.box_embed, self.layout_embed):
+            if added is not None:
+                _zero_init(added[-1])
 
     def feature_map(self, features: VisionFeatures) -> torch.Tensor:
-        """Refined map ``(B, W, 4h, 4w)`` (``h, w``: the first selected level's grid).
+        """Refined map ``(B, W, 4h, 4w)``, or ``(B, W, h, w)`` with ``refine=False`` (``h, w``: the
+        first selected level's grid).
 
         Each ``fine_levels`` map ``(B, C, 2h, 2w)`` or ``(B, C, 4h, 4w)``, projected to ``W``, is
         added right after the transposed conv that reaches its grid."""
@@ -272,11 +290,12 @@ class RegionGPTEncoder(nn.Module):
         return out / (weights.sum(dim=1, keepdim=True) + self.config.mask_eps)
 
     def layout(self, fmap: torch.Tensor, regions: RegionInputs) -> torch.Tensor:
-        """RoIAlign of ``fmap`` ``(B, W, H', W')`` over each box: ``(R, W * g * g)``, ``g`` =
-        ``layout_grid`` (boxes in pixel xyxy of the ``S x S`` input, so the scale is ``H' / S``)."""
-        boxes = regions.boxes.to(torch.float32)
-        rois = torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
-        grid = _roi_align(fmap, rois, self.config.layout_grid, fmap.shape[-1] / self.image_size, 2, True)
+        """RoIAlign of the square map ``fmap`` ``(B, W, m, m)`` over each box: ``(R, W * g * g)``,
+        ``g`` = ``layout_grid`` (boxes in pixel xyxy of the ``S x S`` input, so the scale is
+        ``m / S``)."""
+        grid = _roi_align(
+            fmap, _rois(regions), self.config.layout_grid, fmap.shape[-1] / self.image_size, 2, True
+        )
         return grid.flatten(1)
 
     def geometry(self, regions: RegionInputs) -> torch.Tensor:
@@ -318,10 +337,27 @@ class RegionGPTEncoder(nn.Module):
         return pooled, tokens
 
 
-def build_region_encoder(config: RegionEncoderConfig, tower: nn.Module) -> nn.Module:
+def _level_channels(tower: nn.Module, levels: list[int], key: str) -> list[int]:
+    """Channels of the tower's maps ``levels`` (negative indices count from the end)."""
     n = len(tower.channels)
-    in_channels = [tower.channels[i % n] for i in config.feature_levels]
+    bad = [i for i in levels if not -n <= i < n]
+    if bad:
+        raise ValueError(f"{key} {levels}: the vision tower has {n} maps, so {bad} name no map")
+    return [tower.channels[i] for i in levels]
+
+
+def build_region_encoder(config: RegionEncoderConfig, tower: nn.Module) -> nn.Module:
+    in_channels = _level_channels(tower, config.feature_levels, "feature_levels")
     if config.type == "gpt4roi":
         return GPT4RoIEncoder(config, in_channels, tower.token_channels, tower.image_size)
-    fine_channels = [tower.channels[i % n] for i in config.fine_levels]
+    fine_channels = _level_channels(tower, config.fine_levels, "fine_levels")
+    strides = getattr(tower, "strides", None)
+    if config.fine_levels and strides:
+        base = strides[config.feature_levels[0]]
+        wrong = [i for i in config.fine_levels if strides[i] not in (base / 2, base / 4)]
+        if wrong:
+            raise ValueError(
+                f"fine_levels {wrong} have strides {[strides[i] for i in wrong]}; the refinement of the "
+                f"stride-{base:g} map reaches strides {base / 2:g} and {base / 4:g} only"
+            )
     return RegionGPTEncoder(config, in_channels, tower.token_channels, tower.image_size, fine_channels)

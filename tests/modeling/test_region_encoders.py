@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from regiongpt.modeling.configuration import RegionEncoderConfig
-from regiongpt.modeling.region_encoders import GPT4RoIEncoder, RegionGPTEncoder, RegionInputs
+from regiongpt.modeling.region_encoders import (
+    GPT4RoIEncoder,
+    RegionGPTEncoder,
+    RegionInputs,
+    build_region_encoder,
+)
 from regiongpt.modeling.vision import VisionFeatures
 
 
@@ -164,6 +169,12 @@ def test_fine_levels_start_as_a_no_op_and_then_add_detail_at_their_grid():
     diff = encoder.feature_map(features) - base.feature_map(features)
     expected = torch.nn.functional.conv2d(finest, encoder.fine_projs[1].weight, encoder.fine_projs[1].bias)
     torch.testing.assert_close(diff, expected)  # added after the last transposed conv, nothing after it
+    torch.nn.init.zeros_(encoder.fine_projs[1].weight)
+    torch.nn.init.normal_(encoder.fine_projs[0].weight)  # now only the 8x8 level's projection
+    first, norm, gelu, last = encoder.refine
+    added = torch.nn.functional.conv2d(finer, encoder.fine_projs[0].weight, encoder.fine_projs[0].bias)
+    expected = last(gelu(norm(first(coarse) + added)))  # added after the first transposed conv
+    torch.testing.assert_close(encoder.feature_map(features), expected)
 
 
 def test_fine_levels_name_a_grid_the_refinement_does_not_reach():
@@ -205,8 +216,12 @@ def test_layout_grid_starts_as_a_no_op_and_then_tells_shapes_with_equal_means_ap
         RegionGPTEncoder(plain, [4], 4, 64)(_features(bottom), region)[0],
     )
     assert (a - b).abs().max() > 1e-3
-    with torch.no_grad():  # a bfloat16 model (no autocast) runs it too
-        assert encoder.to(torch.bfloat16).layout(top.bfloat16(), region).dtype == torch.bfloat16
+    with torch.no_grad():  # a bfloat16 model (no autocast) runs it too, close to float32
+        noisy = top + 0.3 * torch.randn_like(top)
+        full = encoder.layout(noisy, region)
+        half = encoder.to(torch.bfloat16).layout(noisy.bfloat16(), region)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, atol=2e-2, rtol=2e-2)
 
 
 def test_layout_grid_is_an_option_of_the_regiongpt_encoder():
@@ -230,3 +245,24 @@ def test_gpt4roi_runs_in_bfloat16_on_cpu():
         got, _ = encoder.to(torch.bfloat16)(_features(fmap.bfloat16()), _box_region([8, 8, 40, 48]))
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), expected.detach(), rtol=0.05, atol=0.05)
+
+
+def test_levels_the_tower_does_not_have_or_cannot_reach_are_refused_at_build():
+    class Tower(torch.nn.Module):
+        channels, strides, token_channels, image_size = [8, 16, 4], [8.0, 16.0, 2.0], 16, 64
+
+    def build(**options):
+        config = RegionEncoderConfig(type="regiongpt", hidden_size=8, feature_levels=[0], **options)
+        return build_region_encoder(config, Tower())
+
+    with pytest.raises(ValueError, match=r"fine_levels \[3\]: the vision tower has 3 maps, so \[3\]"):
+        build(fine_levels=[3])
+    with pytest.raises(ValueError, match=r"fine_levels \[1\] have strides \[16.0\]"):
+        build(fine_levels=[1])
+    assert build(fine_levels=[2]).fine_projs[0].in_channels == 4  # stride 2 = 8 / 4
+    with pytest.raises(ValueError, match=r"feature_levels \[-4\]"):
+        build_region_encoder(
+            RegionEncoderConfig(type="gpt4roi", hidden_size=64, feature_levels=[-4]), Tower()
+        )
+    with pytest.raises(ValueError, match="one entry each in fine_channels"):
+        RegionGPTEncoder(RegionEncoderConfig(type="regiongpt", hidden_size=8, fine_levels=[1]), [8], 8, 64)
