@@ -94,8 +94,7 @@ def _zero_init(layer: nn.Module) -> None:
 
 
 def _select(features: VisionFeatures, levels: list[int]) -> tuple[list[torch.Tensor], list[float]]:
-    n = len(features.maps)
-    return [features.maps[i] for i in levels], [features.strides[i % n] for i in levels]
+    return [features.maps[i] for i in levels], [features.strides[i] for i in levels]
 
 
 class GPT4RoIEncoder(nn.Module):
