@@ -260,8 +260,15 @@ class Pipeline:
         for row in rows[:1]:
             previous = (row.get("meta") or {}).get("teacher")
             if previous is not None and previous != self.teacher.name:
+                undated = previous.startswith("local:") and "@" not in previous
+                why = (  # names before 2026-12-02 lacked the dtype: which one made them is unknown
+                    " (written before local teacher names recorded the dtype, so it cannot be "
+                    "matched; start a new --out)"
+                    if undated
+                    else ""
+                )
                 raise ValueError(
-                    f"{self.config.out} was made with teacher {previous!r}, not {self.teacher.name!r}: "
+                    f"{self.config.out} was made with teacher {previous!r}, not {self.teacher.name!r}{why}: "
                     "rerun with the same teacher to resume, or choose another --out"
                 )
 

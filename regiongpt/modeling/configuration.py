@@ -79,6 +79,11 @@ class RegionEncoderConfig:
     # (last layer zero-initialised) and added to the pooled feature: the layout inside the region
     # (its shape) that a mean under the mask averages away. 0 = off (RegionGPT's encoder as is).
     layout_grid: int = 0
+    # Side in pixels of a zoomed crop of each region (a square around its box, with context) that
+    # the vision tower encodes on its own; the crop's maps, averaged, go through an MLP (last layer
+    # zero-initialised) added to the pooled feature: the detail of a small region that the whole
+    # image's maps blur. Costs one tower pass per region. 0 = off.
+    region_crop_size: int = 0
     # Add an MLP embedding of the region's geometry (normalised box and mask area) to the pooled
     # feature. Mask pooling of a convolutional tower's maps keeps what a region looks like but
     # not where it is or how large; ViT towers carry that in their position embeddings.
@@ -104,6 +109,11 @@ class RegionEncoderConfig:
         if self.layout_grid < 0 or (self.layout_grid and self.type != "regiongpt"):
             raise ValueError(
                 f"layout_grid must be >= 0 and is an option of the regiongpt encoder, got {self.layout_grid}"
+            )
+        if self.region_crop_size < 0 or (self.region_crop_size and self.type != "regiongpt"):
+            raise ValueError(
+                "region_crop_size must be >= 0 and is an option of the regiongpt encoder, got "
+                f"{self.region_crop_size}"
             )
         if self.fine_levels and (self.type != "regiongpt" or not self.refine):
             raise ValueError(

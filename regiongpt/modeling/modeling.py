@@ -19,7 +19,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from regiongpt.modeling.cache import cache_argument
 from regiongpt.modeling.configuration import RegionGPTConfig
-from regiongpt.modeling.region_encoders import RegionInputs, build_region_encoder
+from regiongpt.modeling.region_encoders import RegionInputs, build_region_encoder, region_crops
 from regiongpt.modeling.vision import VisionFeatures, build_vision_tower
 from regiongpt.processing import IGNORE_INDEX
 
@@ -138,6 +138,18 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_vision_tower):
             return self.vision_tower(pixel_values.to(dtype))
 
+    def encode_region_crops(self, features: VisionFeatures, regions: RegionInputs) -> torch.Tensor | None:
+        """``(R, sum of the tower's map channels)``: each region's zoomed crop
+        (``region_crop_size`` pixels, see :func:`region_crops`) through the vision tower, every map
+        averaged; ``None`` when the region encoder takes no crops."""
+        size = self.config.region.region_crop_size
+        if not size or len(regions) == 0:
+            return None
+        if features.pixels is None:
+            raise ValueError("region crops are cut from the input pixels, but these features carry none")
+        maps = self.encode_images(region_crops(features.pixels, regions, size)).maps
+        return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
+
     def project_image(self, tokens: torch.Tensor) -> torch.Tensor:
         projector = self.image_projector if self.image_projector is not None else self.region_projector
         return projector(tokens)
@@ -178,7 +190,11 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
             region_image_index = torch.zeros(0, dtype=torch.long, device=embeds.device)
             region_token_index = torch.zeros(0, dtype=torch.long, device=embeds.device)
         regions = RegionInputs(region_boxes, region_masks, region_image_index)
-        region_features, image_tokens = self.region_encoder(features, regions)
+        crops = self.encode_region_crops(features, regions)
+        if crops is None:
+            region_features, image_tokens = self.region_encoder(features, regions)
+        else:
+            region_features, image_tokens = self.region_encoder(features, regions, crops)
         if image_tokens is not None and n_image:
             if image_index is None:
                 image_index = torch.arange(input_ids.shape[0], device=input_ids.device)

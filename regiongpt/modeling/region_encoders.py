@@ -12,7 +12,9 @@ masks ``(R, S, S)``), and return ``(R, hidden_size)`` region features plus the i
   and mask pooling (mean of refined features under the soft mask). Boxes are filled rectangles.
   Optionally (``box_embedding``) an MLP of the region's geometry is added to the pooled feature,
   and (``fine_levels``) finer tower maps join the refinement where its grid matches theirs, and
-  (``layout_grid``) an MLP of an RoIAlign grid over the box adds the layout inside the region.
+  (``layout_grid``) an MLP of an RoIAlign grid over the box adds the layout inside the region,
+  and (``region_crop_size``) an MLP of a zoomed crop of the region, encoded by the vision tower
+  on its own (the model runs the tower: :func:`region_crops` cuts the crops), adds its detail.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from regiongpt.modeling.configuration import RegionEncoderConfig
 from regiongpt.modeling.vision import VisionFeatures
 
 GEOMETRY_FEATURES = 6  # see RegionGPTEncoder.geometry
+#: A region crop is the square of side CROP_CONTEXT x the box's longer side + CROP_MARGIN pixels
+#: centred on the box: the region and a little of what surrounds it.
+CROP_CONTEXT = 1.3
+CROP_MARGIN = 4.0
 
 
 @dataclass
@@ -84,6 +90,22 @@ def _rois(regions: RegionInputs) -> torch.Tensor:
     rounded to a 16-bit model dtype)."""
     boxes = regions.boxes.to(torch.float32)
     return torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
+
+
+def crop_squares(regions: RegionInputs) -> torch.Tensor:
+    """``(R, 5)`` float32 rois (batch index, pixel xyxy) of the square crop around each box (see
+    :data:`CROP_CONTEXT`); it may reach past the image."""
+    boxes = regions.boxes.to(torch.float32)
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    side = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) * CROP_CONTEXT + CROP_MARGIN
+    squares = torch.cat([centre - side / 2, centre + side / 2], dim=1)
+    return torch.cat([regions.batch_index[:, None].to(squares.dtype), squares], dim=1)
+
+
+def region_crops(pixels: torch.Tensor, regions: RegionInputs, size: int) -> torch.Tensor:
+    """Zoomed crops ``(R, 3, size, size)`` of the preprocessed images ``pixels`` ``(B, 3, S, S)``
+    over :func:`crop_squares` (bilinear; outside the image reads as 0, the normalised mean)."""
+    return _roi_align(pixels, crop_squares(regions), size, 1.0, 2, True)
 
 
 def _zero_init(layer: nn.Module) -> None:
@@ -196,7 +218,10 @@ class RegionGPTEncoder(nn.Module):
         token_channels: int,
         image_size: int,
         fine_channels: list[int] | None = None,
+        crop_channels: int = 0,
     ) -> None:
+        """``crop_channels``: width of the crop features the model passes in (the tower's maps'
+        channels summed; needed when ``region_crop_size`` is set)."""
         super().__init__()
         self.config = config
         width = config.hidden_size
@@ -241,7 +266,19 @@ class RegionGPTEncoder(nn.Module):
             if config.box_embedding
             else None
         )
-        for added in (self.box_embed, self.layout_embed):
+        if config.region_crop_size and crop_channels <= 0:
+            raise ValueError(f"region_crop_size {config.region_crop_size} needs crop_channels > 0")
+        self.crop_embed = (  # LayerNorm first: the tower's maps differ in scale
+            nn.Sequential(
+                nn.LayerNorm(crop_channels),
+                nn.Linear(crop_channels, width),
+                nn.GELU(),
+                nn.Linear(width, width),
+            )
+            if config.region_crop_size
+            else None
+        )
+        for added in (self.box_embed, self.layout_embed, self.crop_embed):
             if added is not None:
                 _zero_init(added[-1])
 
@@ -317,8 +354,11 @@ class RegionGPTEncoder(nn.Module):
         return self.patch_merge(merged)
 
     def forward(
-        self, features: VisionFeatures, regions: RegionInputs
+        self, features: VisionFeatures, regions: RegionInputs, crop_features: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(R, W)`` region features and image tokens (or ``None``); ``crop_features``
+        ``(R, crop_channels)``: each region's crop through the tower, maps averaged (required with
+        ``region_crop_size``, ignored otherwise)."""
         grid = self.config.image_token_grid
         tokens = grid_tokens(features, grid) if grid and self.from_tower else None
         if len(regions) == 0 and tokens is not None:
@@ -333,6 +373,14 @@ class RegionGPTEncoder(nn.Module):
             pooled = pooled + self.box_embed(self.geometry(regions).to(pooled.dtype))
         if self.layout_embed is not None:
             pooled = pooled + self.layout_embed(self.layout(fmap, regions))
+        if self.crop_embed is not None:
+            if crop_features is None or crop_features.shape[0] != len(regions):
+                got = None if crop_features is None else tuple(crop_features.shape)
+                raise ValueError(
+                    f"region_crop_size {self.config.region_crop_size}: the encoder needs crop features "
+                    f"for each of the {len(regions)} regions, got {got}"
+                )
+            pooled = pooled + self.crop_embed(crop_features.to(pooled.dtype))
         return pooled, tokens
 
 
@@ -359,4 +407,12 @@ def build_region_encoder(config: RegionEncoderConfig, tower: nn.Module) -> nn.Mo
                 f"fine_levels {wrong} have strides {[strides[i] for i in wrong]}; the refinement of the "
                 f"stride-{base:g} map reaches strides {base / 2:g} and {base / 4:g} only"
             )
-    return RegionGPTEncoder(config, in_channels, tower.token_channels, tower.image_size, fine_channels)
+    crop = config.region_crop_size
+    if crop and getattr(tower, "fixed_input_size", False) and crop != tower.image_size:
+        raise ValueError(
+            f"region_crop_size {crop}: this vision tower takes {tower.image_size}-pixel inputs only"
+        )
+    crop_channels = sum(tower.channels) if crop else 0
+    return RegionGPTEncoder(
+        config, in_channels, tower.token_channels, tower.image_size, fine_channels, crop_channels
+    )

@@ -23,18 +23,24 @@ class VisionFeatures:
     """Output of a vision tower for a batch of ``B`` preprocessed ``S x S`` images.
 
     ``maps[l]``: ``(B, C_l, H_l, W_l)``; ``strides[l]``: input pixels per cell of map ``l``;
-    ``tokens``: ``(B, g, g, C)`` grid used for GPT4RoI-style image tokens."""
+    ``tokens``: ``(B, g, g, C)`` grid used for GPT4RoI-style image tokens; ``pixels``: the
+    ``(B, 3, S, S)`` preprocessed input they came from (region crops are cut from it)."""
 
     maps: list[torch.Tensor]
     strides: list[float]
     tokens: torch.Tensor
+    pixels: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor | list[int]) -> VisionFeatures:
         """Features of a subset of images (e.g. one image repeated for many questions)."""
-        return VisionFeatures([m[index] for m in self.maps], self.strides, self.tokens[index])
+        pixels = self.pixels[index] if self.pixels is not None else None
+        return VisionFeatures([m[index] for m in self.maps], self.strides, self.tokens[index], pixels)
 
 
 class HFVisionTower(nn.Module):
+    #: Position embeddings fix the input side: region crops must be ``image_size`` pixels.
+    fixed_input_size = True
+
     def __init__(
         self,
         config: PretrainedConfig,
@@ -64,10 +70,13 @@ class HFVisionTower(nn.Module):
         hidden = out.hidden_states
         maps = [self._grid(hidden[i]).permute(0, 3, 1, 2) for i in self.feature_layers]
         stride = float(self.patch_size)
-        return VisionFeatures(maps, [stride] * len(maps), self._grid(hidden[self.token_layer]))
+        tokens = self._grid(hidden[self.token_layer])
+        return VisionFeatures(maps, [stride] * len(maps), tokens, pixel_values)
 
 
 class EfficientNetLiteTower(nn.Module):
+    fixed_input_size = False  # fully convolutional: any input side
+
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
@@ -98,7 +107,7 @@ class EfficientNetLiteTower(nn.Module):
             if index in self.feature_blocks:
                 outputs[index] = x
         maps = [outputs[index] for index in self.feature_blocks]
-        return VisionFeatures(maps, self.strides, outputs[last].permute(0, 2, 3, 1))
+        return VisionFeatures(maps, self.strides, outputs[last].permute(0, 2, 3, 1), pixel_values)
 
     def classify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """ImageNet logits ``(B, 1000)`` (used to check the weights and for distillation labels)."""

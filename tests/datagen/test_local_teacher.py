@@ -56,3 +56,15 @@ def test_resume_in_another_dtype_is_refused(tiny_factory, regions_file, tmp_path
         run_datagen(
             jsonl_items(regions_file), bfloat16, DatagenConfig(out=out, filters=filters, progress=False)
         )
+    # an output written before names carried the dtype says why it cannot resume, and stays as it was
+    written = sorted(tmp_path.glob("gen*.jsonl"))  # the output and its side files
+    for path in written:
+        path.write_text(path.read_text(encoding="utf-8").replace("@float32", ""), encoding="utf-8")
+    undated = [path.read_text(encoding="utf-8") for path in written]
+    assert any("local:" in text for text in undated)
+    float32 = make_teacher(spec, TeacherOptions(max_new_tokens=3))
+    with pytest.raises(ValueError, match="before local teacher names recorded the dtype"):
+        run_datagen(
+            jsonl_items(regions_file), float32, DatagenConfig(out=out, filters=filters, progress=False)
+        )
+    assert [path.read_text(encoding="utf-8") for path in written] == undated

@@ -172,6 +172,31 @@ def test_vision_and_region_overrides_add_a_finer_map_to_a_trained_efficientnet_m
     assert load_checkpoint(tmp_path / "extended").config.vision_config.feature_blocks == [4, 10, 15, 2]
 
 
+@pytest.mark.parametrize("tower", ["efficientnet", "clip"])
+def test_region_crops_go_through_the_tower_and_train_the_crop_embedding(tiny_factory, rgb_image, tower):
+    from regiongpt.modeling.region_encoders import RegionInputs, region_crops
+
+    model, processor = tiny_factory(tower=tower)
+    size = model.vision_tower.image_size if tower == "clip" else 48
+    cropping, _ = tiny_factory(tower=tower, region_crop_size=size)
+    cropping.load_state_dict(model.state_dict(), strict=False)
+    batch = processor([CONV, CONV], [rgb_image, rgb_image], [BOXES, BOXES[::-1]])
+    with torch.no_grad():  # zero-initialised: the same answers as without crops
+        torch.testing.assert_close(cropping(**batch).logits, model(**batch).logits)
+        features = cropping.encode_images(batch["pixel_values"])
+        regions = RegionInputs(batch["region_boxes"], batch["region_masks"], batch["region_image_index"])
+        expected = cropping.vision_tower(region_crops(batch["pixel_values"], regions, size))
+        torch.testing.assert_close(
+            cropping.encode_region_crops(features.select([1, 0]).select([1, 0]), regions),
+            torch.cat([m.mean(dim=(2, 3)) for m in expected.maps], dim=1),
+        )
+    cropping.set_trainable(["region_encoder"])
+    cropping.train()
+    cropping(**batch).loss.backward()
+    assert cropping.region_encoder.crop_embed[-1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in cropping.vision_tower.parameters())  # frozen tower
+
+
 def test_a_stored_language_model_loads_from_the_checkpoint_and_a_lost_weight_is_an_error(
     tiny_factory, tmp_path
 ):

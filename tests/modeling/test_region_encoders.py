@@ -11,6 +11,8 @@ from regiongpt.modeling.region_encoders import (
     RegionGPTEncoder,
     RegionInputs,
     build_region_encoder,
+    crop_squares,
+    region_crops,
 )
 from regiongpt.modeling.vision import VisionFeatures
 
@@ -266,3 +268,61 @@ def test_levels_the_tower_does_not_have_or_cannot_reach_are_refused_at_build():
         )
     with pytest.raises(ValueError, match="one entry each in fine_channels"):
         RegionGPTEncoder(RegionEncoderConfig(type="regiongpt", hidden_size=8, fine_levels=[1]), [8], 8, 64)
+
+
+def test_region_crops_zoom_on_a_square_around_each_box():
+    pixels = torch.arange(64.0).expand(1, 3, 64, 64).clone()  # each pixel holds its x coordinate
+    pixels = torch.cat([pixels, 100 + pixels])  # image 1: x + 100
+    regions = RegionInputs(
+        torch.tensor([[10.0, 20, 30, 30], [0, 0, 8, 4]]), torch.ones(2, 64, 64), torch.tensor([0, 1])
+    )
+    # longer side 20 -> 20 * 1.3 + 4 = 30 around the centre (20, 25); 8 -> 14.4 around (4, 2)
+    torch.testing.assert_close(
+        crop_squares(regions), torch.tensor([[0, 5.0, 10, 35, 40], [1, -3.2, -5.2, 11.2, 9.2]])
+    )
+    crops = region_crops(pixels, regions, 30)
+    assert crops.shape == (2, 3, 30, 30)
+    torch.testing.assert_close(crops[0, 1, 7], torch.arange(5.0, 35.0))  # one column per pixel
+    assert crops[1].max() <= 100 + 12 and crops[1].min() >= 0  # image 1; outside the image reads 0
+
+
+def test_region_crop_starts_as_a_no_op_and_then_adds_the_crops_features():
+    torch.manual_seed(0)
+    plain = RegionEncoderConfig(
+        type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0
+    )
+    cropping = RegionEncoderConfig(**{**plain.to_dict(), "region_crop_size": 32})
+    encoder = RegionGPTEncoder(cropping, [4], 4, 64, crop_channels=6)
+    fmap, region = torch.randn(1, 4, 8, 8), _box_region([8, 8, 40, 48])
+    star, cross = torch.randn(1, 6), torch.randn(1, 6)  # crop features of two different shapes
+    expected, _ = RegionGPTEncoder(plain, [4], 4, 64)(_features(fmap), region)
+    start, _ = encoder(_features(fmap), region, star)
+    torch.testing.assert_close(start, expected)  # zero-initialised output layer
+    torch.nn.init.normal_(encoder.crop_embed[-1].weight)
+    a, _ = encoder(_features(fmap), region, star)
+    b, _ = encoder(_features(fmap), region, cross)
+    assert (a - b).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="crop features for each of the 1 regions, got None"):
+        encoder(_features(fmap), region)
+    with pytest.raises(ValueError, match=r"got \(2, 6\)"):
+        encoder(_features(fmap), region, torch.randn(2, 6))
+
+
+def test_region_crop_is_an_option_of_the_regiongpt_encoder_and_fits_the_tower():
+    with pytest.raises(ValueError, match="region_crop_size"):
+        RegionEncoderConfig(type="gpt4roi", hidden_size=64, region_crop_size=112)
+    with pytest.raises(ValueError, match="region_crop_size"):
+        RegionEncoderConfig(type="regiongpt", region_crop_size=-1)
+
+    class Tower(torch.nn.Module):
+        channels, strides, token_channels, image_size, fixed_input_size = [8, 16], [8.0, 16.0], 16, 64, True
+
+    def build(size):
+        config = RegionEncoderConfig(
+            type="regiongpt", hidden_size=8, feature_levels=[0], region_crop_size=size
+        )
+        return build_region_encoder(config, Tower())
+
+    with pytest.raises(ValueError, match="region_crop_size 32: this vision tower takes 64-pixel inputs only"):
+        build(32)
+    assert build(64).crop_embed[1].in_features == 24  # every map's channels
