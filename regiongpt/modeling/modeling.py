@@ -119,17 +119,23 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         return self
 
     def set_trainable(self, components: Iterable[str]) -> None:
-        """Freeze everything, then unfreeze the named components (see :data:`COMPONENTS`)."""
+        """Freeze everything, then unfreeze the named components (see :data:`COMPONENTS`) or parts
+        of them by dotted path (e.g. ``region_encoder.crop_embed``: a branch just added)."""
         components = list(components)
-        unknown = sorted(set(components) - set(COMPONENTS))
+        unknown = sorted({name for name in components if name.split(".")[0] not in COMPONENTS})
         if unknown:
             raise ValueError(f"unknown components {unknown}; choose from {list(COMPONENTS)}")
-        self.requires_grad_(False)
+        parts = []
         for name in components:
-            module = getattr(self, name)
+            try:
+                parts.append(self.get_submodule(name) if "." in name else getattr(self, name))
+            except AttributeError:
+                raise ValueError(f"trainable {name!r} names no part of this model") from None
+        self.requires_grad_(False)
+        for module in parts:
             if module is not None:
                 module.requires_grad_(True)
-        self.config.freeze_vision_tower = "vision_tower" not in components
+        self.config.freeze_vision_tower = not any(n.split(".")[0] == "vision_tower" for n in components)
 
     # ----------------------------------------------------------------------------- encoding
     def encode_images(self, pixel_values: torch.Tensor) -> VisionFeatures:

@@ -13,6 +13,9 @@ stages:
   - {name: stage2, trainable: [region_encoder, region_projector, image_projector], lora: {r: 8, target_modules: [q_proj, v_proj]}, max_steps: 200}
 ```
 A stage may name its own ``train`` file and ``seed`` (default the recipe's ``seed``).
+``trainable`` names components (``region_encoder``...) or parts of them by dotted path
+(``region_encoder.crop_embed``); LoRA adapters train in every stage once present, unless the
+stage sets ``lora_trainable: false`` (e.g. to fit a newly added branch alone at a high rate).
 Command-line overrides are dotted ``key=value`` pairs parsed as YAML values, e.g.
 ``training.batch_size=4`` or ``stages.0.max_steps=10``.
 """
@@ -108,6 +111,7 @@ class StageSpec:
     lora: dict[str, Any] | None = None
     train: str | None = None  # this stage's training JSONL (default: data.train)
     seed: int | None = None  # this stage's seed: data order, augmentation, dropout, new adapters
+    lora_trainable: bool = True  # false: the LoRA adapters stay frozen in this stage
     overrides: TrainingSpec | None = None  # filled from the stage's training keys
 
     def __post_init__(self) -> None:
@@ -117,12 +121,17 @@ class StageSpec:
             raise ValueError(
                 f"stage {self.name!r}: seed must be an integer in [0, 2**32), got {self.seed!r:.40}"
             )
-        unknown = sorted(set(self.trainable) - set(COMPONENTS))
+        unknown = sorted({name for name in self.trainable if name.split(".")[0] not in COMPONENTS})
         if unknown:
             raise ValueError(
-                f"stage {self.name!r}: unknown components {unknown}; choose from {list(COMPONENTS)}"
+                f"stage {self.name!r}: unknown components {unknown}; choose from {list(COMPONENTS)} "
+                "(or a part of one by dotted path, e.g. region_encoder.crop_embed)"
             )
-        if not self.trainable and not self.lora:
+        if not isinstance(self.lora_trainable, bool):
+            raise ValueError(
+                f"stage {self.name!r}: lora_trainable must be true or false, got {self.lora_trainable!r:.40}"
+            )
+        if not self.trainable and (not self.lora or not self.lora_trainable):
             raise ValueError(f"stage {self.name!r} trains nothing")
 
 
@@ -188,7 +197,11 @@ def parse_recipe(values: dict[str, Any], overrides: list[str] = ()) -> Recipe:
     for index, stage in enumerate(values.get("stages") or []):
         if not isinstance(stage, dict):
             raise ValueError(f"stages[{index}] must be a mapping")
-        own = {k: stage[k] for k in ("name", "trainable", "lora", "train", "seed") if k in stage}
+        own = {
+            k: stage[k]
+            for k in ("name", "trainable", "lora", "train", "seed", "lora_trainable")
+            if k in stage
+        }
         tweaks = {k: v for k, v in stage.items() if k not in own}
         merged = _build(TrainingSpec, {**base, **tweaks}, f"stages[{index}]")
         stages.append(

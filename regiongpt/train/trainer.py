@@ -133,7 +133,7 @@ def _prepare_stage(model: RegionGPTForConditionalGeneration, stage: StageSpec) -
     elif stage.lora and stage.lora != model.config.lora:
         extend_lora(model, stage.lora)
     model.set_trainable(stage.trainable)
-    if model.config.lora:  # adapters stay trainable whenever present
+    if model.config.lora and stage.lora_trainable:  # adapters train whenever present, unless told
         for name, param in model.language_model.named_parameters():
             if "lora_" in name:
                 param.requires_grad_(True)

@@ -170,6 +170,24 @@ def test_a_stage_seed_draws_its_new_adapters(tiny_setup):
     assert all(not torch.equal(first[k], other[k]) for k in adapters)
 
 
+def test_a_stage_can_train_one_part_with_the_adapters_frozen(tiny_setup):
+    """``trainable: [region_encoder.refine]`` with ``lora_trainable: false``: nothing else moves."""
+    lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj"]}
+    recipe = _recipe(tiny_setup, "adapters", batch_size=2, steps=1)
+    recipe["stages"] = [{"name": "s1", "trainable": ["region_projector"], "lora": lora, "max_steps": 1}]
+    before = _weights(run_recipe(parse_recipe(recipe)))
+    recipe = _recipe(tiny_setup, "part", batch_size=2, steps=2)
+    recipe["model"] = {"init_from": str(tiny_setup / "adapters" / "final")}
+    part = "region_encoder.refine"
+    recipe["stages"] = [{"name": "s2", "trainable": [part], "lora_trainable": False, "max_steps": 2}]
+    after = _weights(run_recipe(parse_recipe(recipe)))
+    moved = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert moved and all(k.startswith(part + ".") for k in moved), moved
+    recipe["stages"][0]["trainable"] = ["region_encoder.wheels"]
+    with pytest.raises(ValueError, match="trainable 'region_encoder.wheels' names no part of this model"):
+        run_recipe(parse_recipe(recipe))
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process_on_the_same_global_batch(tiny_setup):
     single = _weights(run_recipe(parse_recipe(_recipe(tiny_setup, "single", batch_size=4))))
