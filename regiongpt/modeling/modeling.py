@@ -27,6 +27,12 @@ from regiongpt.processing import IGNORE_INDEX
 COMPONENTS = ("vision_tower", "region_encoder", "image_projector", "region_projector", "language_model")
 
 
+def unknown_components(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` whose component (the part before the first dot) is not one of
+    :data:`COMPONENTS`."""
+    return sorted({name for name in names if name.split(".")[0] not in COMPONENTS})
+
+
 def _projector(in_dim: int, out_dim: int, kind: str) -> nn.Module:
     if kind == "linear":
         return nn.Linear(in_dim, out_dim)
@@ -122,7 +128,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         """Freeze everything, then unfreeze the named components (see :data:`COMPONENTS`) or parts
         of them by dotted path (e.g. ``region_encoder.crop_embed``: a branch just added)."""
         components = list(components)
-        unknown = sorted({name for name in components if name.split(".")[0] not in COMPONENTS})
+        unknown = unknown_components(components)
         if unknown:
             raise ValueError(f"unknown components {unknown}; choose from {list(COMPONENTS)}")
         parts = []

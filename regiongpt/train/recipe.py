@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from regiongpt.modeling.modeling import COMPONENTS
+from regiongpt.modeling.modeling import COMPONENTS, unknown_components
 from regiongpt.yaml_files import load_yaml_text
 
 
@@ -121,7 +121,7 @@ class StageSpec:
             raise ValueError(
                 f"stage {self.name!r}: seed must be an integer in [0, 2**32), got {self.seed!r:.40}"
             )
-        unknown = sorted({name for name in self.trainable if name.split(".")[0] not in COMPONENTS})
+        unknown = unknown_components(self.trainable)
         if unknown:
             raise ValueError(
                 f"stage {self.name!r}: unknown components {unknown}; choose from {list(COMPONENTS)} "
