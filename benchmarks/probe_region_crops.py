@@ -9,8 +9,11 @@ test split by object size, from two inputs of the same frozen tower:
 * ``crop``: the crop the ``region_crop_size`` option cuts (a square around the box, see
   ``regiongpt.modeling.region_encoders.crop_squares``) through the tower, every map averaged;
 
-and both concatenated. A probe far better on ``crop`` means the whole image's maps lose what the
-crop keeps (docs/default-model.md, stage 23).
+and both concatenated; and ``region_token``: the model's own region feature after the region
+projector, the token the language model reads (with the model's crop branch, if it has one). A
+probe far better on ``crop`` means the whole image's maps lose what the crop keeps
+(docs/default-model.md, stage 23); one as good on ``region_token`` as on ``crop`` means the
+language model, not the region token, loses it (stage 27).
 
     python benchmarks/probe_region_crops.py --data data/regionworld [--crop-size 112] [--tag T]
 
@@ -34,7 +37,7 @@ from regiongpt.imaging import load_image
 from regiongpt.modeling.region_encoders import RegionInputs, _roi_align, _rois, region_crops
 from regiongpt.regions import Box
 
-INPUTS = ("roi_maps", "crop", "both")
+INPUTS = ("roi_maps", "crop", "both", "region_token")
 SIZES = ("small", "medium", "large")
 
 
@@ -53,19 +56,24 @@ def category_boxes(path: Path, limit: int) -> list[dict]:
 
 @torch.inference_mode()
 def box_features(engine, root: Path, rows: list[dict], crop_size: int) -> dict[str, np.ndarray]:
-    """``{input: (len(rows), dim)}`` for ``roi_maps`` and ``crop`` (see the module docstring)."""
+    """``{input: (len(rows), dim)}`` for ``roi_maps``, ``crop`` and ``region_token`` (see the module
+    docstring)."""
     model, processor = engine.model, engine.processor.image_processor
-    out: dict[str, list[np.ndarray]] = {"roi_maps": [], "crop": []}
+    out: dict[str, list[np.ndarray]] = {"roi_maps": [], "crop": [], "region_token": []}
     for row in tqdm(rows, desc="features", unit="box"):
-        pixels, transform = processor(load_image(root / row["image"]))
+        image = load_image(root / row["image"])
+        pixels, transform = processor(image)
         features = model.encode_images(pixels[None])
-        box = transform.box(Box(*row["box"])).as_list()  # pixel xyxy of the preprocessed image
-        regions = RegionInputs(torch.tensor([box]), torch.ones(1, 1, 1), torch.tensor([0]))
+        boxes, masks = processor.region_tensors([Box(*row["box"])], image.size, transform)
+        regions = RegionInputs(boxes, masks, torch.tensor([0]))
         pooled = [_roi_align(m, _rois(regions), 7, 1 / s, 2, True).mean(dim=(2, 3)) for m, s in
                   zip(features.maps, features.strides)]  # fmt: skip
         crop = model.encode_images(region_crops(features.pixels, regions, crop_size))
         out["roi_maps"].append(torch.cat(pooled, dim=1)[0].float().numpy())
         out["crop"].append(torch.cat([m.mean(dim=(2, 3)) for m in crop.maps], dim=1)[0].float().numpy())
+        model_crops = model.encode_region_crops(features, regions)
+        encoded = model.region_encoder(features, regions, *([] if model_crops is None else [model_crops]))[0]
+        out["region_token"].append(model.region_projector(encoded)[0].float().numpy())
     return {name: np.stack(values) for name, values in out.items()}
 
 

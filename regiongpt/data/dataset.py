@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from regiongpt.data.augment import Sample, apply_all
 from regiongpt.data.format import Record, parse_json_line, parse_record
 from regiongpt.imaging import load_image
-from regiongpt.processing import EncodedSample, RegionGPTProcessor
+from regiongpt.processing import IGNORE_INDEX, EncodedSample, RegionGPTProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +103,41 @@ class RegionDataset(Dataset):
             raise DataError(f"{self.path}:{number}: {error}") from None
 
 
-class Collator:
-    """Pads :class:`EncodedSample` lists into model batches (right padding for training)."""
+LOSS_AVERAGES = ("token", "sample")
 
-    def __init__(self, processor: RegionGPTProcessor) -> None:
+
+def sample_loss_weights(labels: torch.Tensor) -> torch.Tensor:
+    """``(B, L)`` loss weights that give each sample's answer the same weight, whatever its length.
+
+    A sample with ``n`` target tokens (``labels[:, 1:]`` not ignored: the tokens the next-token
+    loss predicts) gets ``mean_n / n`` on each of them, ``mean_n`` the mean over the samples that
+    have any; so the weights sum to the batch's target-token count, and the token-normalised loss
+    becomes the mean over samples of each sample's mean token loss (across gradient accumulation
+    too, where the loss is divided by the accumulated token count). Column 0 is never a target."""
+    targets = labels[:, 1:] != IGNORE_INDEX
+    per_sample = targets.sum(dim=1, keepdim=True).float()
+    answered = per_sample > 0
+    mean_count = per_sample.sum() / answered.sum().clamp(min=1)
+    weights = torch.zeros(labels.shape, dtype=torch.float32)
+    weights[:, 1:] = targets * (mean_count / per_sample.clamp(min=1))
+    return weights
+
+
+class Collator:
+    """Pads :class:`EncodedSample` lists into model batches (right padding for training).
+
+    ``loss_average``: ``"token"`` (every answer token weighs the same, so long captions dominate)
+    or ``"sample"`` (every sample's answer weighs the same: adds ``loss_weights``, see
+    :func:`sample_loss_weights`)."""
+
+    def __init__(self, processor: RegionGPTProcessor, loss_average: str = "token") -> None:
+        if loss_average not in LOSS_AVERAGES:
+            raise ValueError(f"loss_average must be one of {LOSS_AVERAGES}, got {loss_average!r}")
         self.processor = processor
+        self.loss_average = loss_average
 
     def __call__(self, samples: list[EncodedSample]) -> dict[str, Any]:
-        return self.processor.collate(samples, padding_side="right")
+        batch = self.processor.collate(samples, padding_side="right")
+        if self.loss_average == "sample":
+            batch["loss_weights"] = sample_loss_weights(batch["labels"])
+        return batch

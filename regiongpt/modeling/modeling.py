@@ -245,6 +245,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         region_token_index: torch.Tensor | None = None,
         image_index: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        loss_weights: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         past_key_values=None,
         inputs_embeds: torch.Tensor | None = None,
@@ -253,7 +254,10 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         logits_to_keep: int = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        """Loss (if ``labels``, -100 = ignored) and logits; arguments as in :meth:`embed_inputs`."""
+        """Loss (if ``labels``, -100 = ignored) and logits; arguments as in :meth:`embed_inputs`.
+
+        ``loss_weights``: ``(B, L)`` weight of each label's token loss (default 1; see
+        :func:`regiongpt.data.dataset.sample_loss_weights`)."""
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(
                 input_ids,
@@ -270,7 +274,9 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         if position_ids is None and attention_mask is not None and past_key_values is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         if labels is not None:
-            return self._supervised_loss(inputs_embeds, attention_mask, position_ids, labels, **kwargs)
+            return self._supervised_loss(
+                inputs_embeds, attention_mask, position_ids, labels, loss_weights=loss_weights, **kwargs
+            )
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -287,6 +293,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         attention_mask: torch.Tensor | None,
         position_ids: torch.Tensor | None,
         labels: torch.Tensor,
+        loss_weights: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
@@ -302,7 +309,14 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         targets = labels[:, 1:]
         keep = targets != IGNORE_INDEX
         logits = self.get_output_embeddings()(hidden[:, :-1][keep]).float()
-        loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+        token_losses = F.cross_entropy(logits, targets[keep], reduction="none")
+        if loss_weights is not None:
+            if loss_weights.shape != labels.shape:
+                raise ValueError(
+                    f"loss_weights {tuple(loss_weights.shape)} must match labels {tuple(labels.shape)}"
+                )
+            token_losses = token_losses * loss_weights[:, 1:][keep].to(token_losses.dtype)
+        loss = token_losses.sum()
         count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
         return CausalLMOutputWithPast(
             loss=loss / torch.as_tensor(count, device=loss.device).clamp(min=1), logits=logits

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from regiongpt.data.dataset import LOSS_AVERAGES
 from regiongpt.modeling.modeling import COMPONENTS, unknown_components
 from regiongpt.yaml_files import load_yaml_text
 
@@ -88,8 +89,13 @@ class TrainingSpec:
     fsdp: str | None = None  # e.g. "full_shard auto_wrap"
     fsdp_config: str | None = None
     max_grad_norm: float = 1.0
+    loss_average: str = "token"  # token: every answer token weighs the same; sample: every answer
 
     def __post_init__(self) -> None:
+        if self.loss_average not in LOSS_AVERAGES:
+            raise ValueError(
+                f"loss_average must be one of {'/'.join(LOSS_AVERAGES)}, got {self.loss_average!r}"
+            )
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("batch_size and gradient_accumulation_steps must be >= 1")
         if self.learning_rate <= 0:

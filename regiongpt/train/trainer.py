@@ -121,6 +121,7 @@ def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval
         seed=seed,
         data_seed=seed,
         remove_unused_columns=False,
+        label_names=["labels"],  # loss_weights, when the collator adds them, are inputs, not labels
         report_to=[],
         disable_tqdm=False,
         use_cpu=not torch.cuda.is_available(),
@@ -185,7 +186,7 @@ def run_recipe(
             args=args,
             train_dataset=stage_sets[stage.name],
             eval_dataset=eval_set,
-            data_collator=Collator(processor),
+            data_collator=Collator(processor, spec.loss_average),
             processing_class=processor.tokenizer,
         )
         checkpoint = last_complete_checkpoint(stage_dir) if resume else None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+import torch
 from PIL import Image
 
 from regiongpt.data.converters.base import region_turns
-from regiongpt.data.dataset import DataError, RegionDataset
+from regiongpt.data.dataset import Collator, DataError, RegionDataset, sample_loss_weights
 from regiongpt.data.format import write_jsonl
 from regiongpt.tasks import Task
 
@@ -60,3 +61,35 @@ def test_an_empty_file_is_an_error_naming_it(data_with_a_bad_record, tmp_path, s
     empty.write_text("\n")
     with pytest.raises(DataError, match=f"{empty}: the file holds no records"):
         RegionDataset(empty, processor, skip_invalid=skip_invalid)
+
+
+def test_sample_loss_weights_give_every_answer_the_same_total_weight():
+    ignored = -100
+    labels = torch.tensor(
+        [
+            [ignored, ignored, 5, 6, ignored, ignored],  # 2 target tokens
+            [ignored, 7, 8, 9, 10, 11],  # 5 target tokens
+            [ignored] * 6,  # none: weighs nothing and does not count as a sample
+            [3, ignored, ignored, ignored, ignored, 4],  # column 0 is never a target: 1 token
+        ]
+    )
+    weights = sample_loss_weights(labels)
+    assert weights.shape == labels.shape and weights[:, 0].eq(0).all()
+    targets = labels[:, 1:] != ignored
+    assert weights[:, 1:][~targets].eq(0).all()
+    per_sample = weights.sum(dim=1)
+    torch.testing.assert_close(per_sample, torch.tensor([8 / 3, 8 / 3, 0.0, 8 / 3]))
+    assert float(weights.sum()) == pytest.approx(float(targets.sum()))  # the token count: 8
+
+
+def test_collator_adds_loss_weights_only_for_sample_averaging_and_refuses_unknown_modes(
+    tiny_factory, rgb_image
+):
+    _, processor = tiny_factory()
+    conv = [{"from": "human", "value": "What is <region1>?"}, {"from": "gpt", "value": "a cat"}]
+    samples = [processor.encode(conv, rgb_image, [[0, 0, 20, 20]])] * 2
+    assert "loss_weights" not in Collator(processor)(samples)
+    batch = Collator(processor, "sample")(samples)
+    torch.testing.assert_close(batch["loss_weights"], sample_loss_weights(batch["labels"]))
+    with pytest.raises(ValueError, match="loss_average must be one of .* got 'samples'"):
+        Collator(processor, "samples")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from regiongpt.data.dataset import sample_loss_weights
 from regiongpt.modeling.configuration import preset_config
 from regiongpt.modeling.modeling import RegionGPTForConditionalGeneration
 
@@ -50,6 +51,23 @@ def test_sparse_loss_equals_the_language_models_own_loss(tiny_factory, rgb_image
             inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"]
         ).loss
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_sample_loss_weights_make_the_loss_a_mean_over_samples(tiny_factory, rgb_image):
+    model, processor = tiny_factory()
+    short = CONV[:1] + [{"from": "gpt", "value": "no"}]
+    convs, images, boxes = [CONV, short], [rgb_image] * 2, [BOXES, BOXES]
+    batch = processor(convs, images, boxes)
+    counts = (batch["labels"][:, 1:] != -100).sum(dim=1)
+    assert counts[0] > counts[1]  # the caption has more answer tokens than "no"
+    with torch.no_grad():
+        each = torch.stack([model(**processor([c], [i], [b])).loss for c, i, b in zip(convs, images, boxes)])
+        per_token = model(**batch).loss
+        per_sample = model(**batch, loss_weights=sample_loss_weights(batch["labels"])).loss
+    torch.testing.assert_close(per_sample, each.mean(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(per_token, (each * counts).sum() / counts.sum(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"loss_weights \(2, 3\) must match labels"):
+        model(**batch, loss_weights=torch.ones(2, 3))
 
 
 def test_frozen_tower_stays_in_eval_mode(tiny_factory):

@@ -50,6 +50,7 @@ def test_dotted_overrides_reach_nested_keys():
         ({"colour": 1}, r"unknown keys \['colour'\]"),
         ({"training": {"batch_size": 0}}, "batch_size"),
         ({"training": {"lr_scheduler": "zigzag"}}, "lr_scheduler"),
+        ({"training": {"loss_average": "answer"}}, "loss_average must be one of token/sample, got 'answer'"),
         ({"training": {"learning_rat": 1}}, r"training: unknown keys \['learning_rat'\]"),
         ({"stages": [{"trainable": ["vision"]}]}, r"unknown components \['vision'\]"),
         ({"stages": [{"trainable": ["vision.blocks"]}]}, r"unknown components \['vision.blocks'\]"),

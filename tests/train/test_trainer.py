@@ -188,6 +188,24 @@ def test_a_stage_can_train_one_part_with_the_adapters_frozen(tiny_setup):
         run_recipe(parse_recipe(recipe))
 
 
+def test_sample_loss_average_reaches_the_loss(tiny_setup):
+    """Replies of one length: the same step as token averaging; of mixed lengths: another step."""
+    runs = {}
+    for name, data in (("same", "train.jsonl"), ("mixed", "mixed.jsonl")):
+        if name == "mixed":
+            records = [json.loads(line) for line in (tiny_setup / "train.jsonl").read_text().splitlines()]
+            records[0]["conversations"][1]["value"] = "no, it is a much longer reply than the others"
+            write_jsonl(tiny_setup / "mixed.jsonl", records)
+        for average in ("token", "sample"):
+            recipe = _recipe(tiny_setup, f"{name}-{average}", batch_size=4, steps=1, loss_average=average)
+            recipe["data"]["train"] = str(tiny_setup / data)
+            runs[name, average] = _weights(run_recipe(parse_recipe(recipe)))
+    keys = [k for k in runs["same", "token"] if k.startswith("region_projector")]
+    for k in keys:
+        torch.testing.assert_close(runs["same", "sample"][k], runs["same", "token"][k], rtol=1e-4, atol=1e-6)
+    assert any(not torch.allclose(runs["mixed", "sample"][k], runs["mixed", "token"][k]) for k in keys)
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process_on_the_same_global_batch(tiny_setup):
     single = _weights(run_recipe(parse_recipe(_recipe(tiny_setup, "single", batch_size=4))))
