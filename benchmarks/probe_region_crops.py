@@ -55,7 +55,9 @@ def category_boxes(path: Path, limit: int) -> list[dict]:
 
 
 @torch.inference_mode()
-def box_features(engine, root: Path, rows: list[dict], crop_size: int) -> dict[str, np.ndarray]:
+def box_features(
+    engine, root: Path, rows: list[dict], crop_size: int, crop_context: float
+) -> dict[str, np.ndarray]:
     """``{input: (len(rows), dim)}`` for ``roi_maps``, ``crop`` and ``region_token`` (see the module
     docstring)."""
     model, processor = engine.model, engine.processor.image_processor
@@ -68,7 +70,7 @@ def box_features(engine, root: Path, rows: list[dict], crop_size: int) -> dict[s
         regions = RegionInputs(boxes, masks, torch.tensor([0]))
         pooled = [_roi_align(m, _rois(regions), 7, 1 / s, 2, True).mean(dim=(2, 3)) for m, s in
                   zip(features.maps, features.strides)]  # fmt: skip
-        crop = model.encode_images(region_crops(features.pixels, regions, crop_size))
+        crop = model.encode_images(region_crops(features.pixels, regions, crop_size, crop_context))
         out["roi_maps"].append(torch.cat(pooled, dim=1)[0].float().numpy())
         out["crop"].append(torch.cat([m.mean(dim=(2, 3)) for m in crop.maps], dim=1)[0].float().numpy())
         model_crops = model.encode_region_crops(features, regions)
@@ -82,6 +84,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/regionworld"), help="RegionWorld folder")
     model_argument(parser)
     parser.add_argument("--crop-size", type=int, default=112, help="crop side in pixels")
+    parser.add_argument("--crop-context", type=float, default=1.3, help="crop side / the box's longer side")
     parser.add_argument("--train-boxes", type=int, default=2500, help="training questions to fit on")
     parser.add_argument("--test-boxes", type=int, default=600, help="test questions to score")
     parser.add_argument("--regularisation", type=float, default=0.1, help="inverse L2 strength C")
@@ -93,8 +96,8 @@ def main() -> None:
     test = category_boxes(args.data / "test.jsonl", args.test_boxes)
     if not train or not test:
         raise SystemExit(f"error: {args.data} has no box category questions in its train and test splits")
-    x_train = box_features(engine, args.data, train, args.crop_size)
-    x_test = box_features(engine, args.data, test, args.crop_size)
+    x_train = box_features(engine, args.data, train, args.crop_size, args.crop_context)
+    x_test = box_features(engine, args.data, test, args.crop_size, args.crop_context)
     for split in (x_train, x_test):
         split["both"] = np.hstack([split["roi_maps"], split["crop"]])
     labels, truth = [r["label"] for r in train], np.array([r["label"] for r in test])
@@ -106,11 +109,13 @@ def main() -> None:
         answers = probe.fit((x_train[source] - mean) / std, labels).predict((x_test[source] - mean) / std)
         results[source] = {"all": float((answers == truth).mean())}
         results[source].update({s: float((answers[sizes == s] == truth[sizes == s]).mean()) for s in SIZES})
-    print(f"model: {name}; {len(train)} training boxes, {len(test)} test boxes, crops of {args.crop_size} px")
+    print(
+        f"model: {name}; {len(train)} training boxes, {len(test)} test boxes, crops of {args.crop_size} px, context {args.crop_context}"
+    )
     print_table(["probe input", "all", *SIZES],
                 [[source, *(100 * results[source][k] for k in ("all", *SIZES))] for source in INPUTS])  # fmt: skip
     write_results("probe_region_crops", {
-        "model": name, "data": str(args.data), "crop_size": args.crop_size, "training_boxes": len(train),
+        "model": name, "data": str(args.data), "crop_size": args.crop_size, "crop_context": args.crop_context, "training_boxes": len(train),
         "test_boxes": len(test), "test_sizes": {s: int((sizes == s).sum()) for s in SIZES},
         "regularisation": args.regularisation, "results": results,
     }, tag=args.tag)  # fmt: skip

@@ -84,6 +84,9 @@ class RegionEncoderConfig:
     # zero-initialised) added to the pooled feature: the detail of a small region that the whole
     # image's maps blur. Costs one tower pass per region. 0 = off.
     region_crop_size: int = 0
+    # The crop's side as a multiple of the box's longer side (plus 4 pixels): 1.0 is the box's
+    # own square, larger values add context around it.
+    region_crop_context: float = 1.3
     # Add an MLP embedding of the region's geometry (normalised box and mask area) to the pooled
     # feature. Mask pooling of a convolutional tower's maps keeps what a region looks like but
     # not where it is or how large; ViT towers carry that in their position embeddings.
@@ -114,6 +117,12 @@ class RegionEncoderConfig:
             raise ValueError(
                 "region_crop_size must be >= 0 and is an option of the regiongpt encoder, got "
                 f"{self.region_crop_size}"
+            )
+        if isinstance(self.region_crop_context, bool) or not (
+            isinstance(self.region_crop_context, (int, float)) and self.region_crop_context > 0
+        ):
+            raise ValueError(
+                f"region_crop_context must be a positive number, got {self.region_crop_context!r}"
             )
         if self.fine_levels and (self.type != "regiongpt" or not self.refine):
             raise ValueError(

@@ -152,14 +152,15 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
 
     def encode_region_crops(self, features: VisionFeatures, regions: RegionInputs) -> torch.Tensor | None:
         """``(R, sum of the tower's map channels)``: each region's zoomed crop
-        (``region_crop_size`` pixels, see :func:`region_crops`) through the vision tower, every map
+        (``region_crop_size`` pixels, ``region_crop_context``; see :func:`region_crops`) through the vision tower, every map
         averaged; ``None`` when the region encoder takes no crops."""
         size = self.config.region.region_crop_size
         if not size or len(regions) == 0:
             return None
         if features.pixels is None:
             raise ValueError("region crops are cut from the input pixels, but these features carry none")
-        maps = self.encode_images(region_crops(features.pixels, regions, size)).maps
+        crops = region_crops(features.pixels, regions, size, self.config.region.region_crop_context)
+        maps = self.encode_images(crops).maps
         return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
 
     def project_image(self, tokens: torch.Tensor) -> torch.Tensor:

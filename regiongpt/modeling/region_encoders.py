@@ -30,9 +30,9 @@ from regiongpt.modeling.configuration import RegionEncoderConfig
 from regiongpt.modeling.vision import VisionFeatures
 
 GEOMETRY_FEATURES = 6  # see RegionGPTEncoder.geometry
-#: A region crop is the square of side CROP_CONTEXT x the box's longer side + CROP_MARGIN pixels
-#: centred on the box: the region and a little of what surrounds it.
-CROP_CONTEXT = 1.3
+#: A region crop is the square of side ``context`` (``region_crop_context``, default 1.3) x the
+#: box's longer side + CROP_MARGIN pixels centred on the box: the region and a little of what
+#: surrounds it.
 CROP_MARGIN = 4.0
 
 
@@ -92,20 +92,22 @@ def _rois(regions: RegionInputs) -> torch.Tensor:
     return torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
 
 
-def crop_squares(regions: RegionInputs) -> torch.Tensor:
-    """``(R, 5)`` float32 rois (batch index, pixel xyxy) of the square crop around each box (see
-    :data:`CROP_CONTEXT`); it may reach past the image."""
+def crop_squares(regions: RegionInputs, context: float = 1.3) -> torch.Tensor:
+    """``(R, 5)`` float32 rois (batch index, pixel xyxy) of the square crop around each box: side
+    ``context`` x the box's longer side + :data:`CROP_MARGIN`; it may reach past the image."""
     boxes = regions.boxes.to(torch.float32)
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    side = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) * CROP_CONTEXT + CROP_MARGIN
+    side = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) * context + CROP_MARGIN
     squares = torch.cat([centre - side / 2, centre + side / 2], dim=1)
     return torch.cat([regions.batch_index[:, None].to(squares.dtype), squares], dim=1)
 
 
-def region_crops(pixels: torch.Tensor, regions: RegionInputs, size: int) -> torch.Tensor:
+def region_crops(
+    pixels: torch.Tensor, regions: RegionInputs, size: int, context: float = 1.3
+) -> torch.Tensor:
     """Zoomed crops ``(R, 3, size, size)`` of the preprocessed images ``pixels`` ``(B, 3, S, S)``
     over :func:`crop_squares` (bilinear; outside the image reads as 0, the normalised mean)."""
-    return _roi_align(pixels, crop_squares(regions), size, 1.0, 2, True)
+    return _roi_align(pixels, crop_squares(regions, context), size, 1.0, 2, True)
 
 
 def _zero_init(layer: nn.Module) -> None:

@@ -284,6 +284,9 @@ def test_region_crops_zoom_on_a_square_around_each_box():
     assert crops.shape == (2, 3, 30, 30)
     torch.testing.assert_close(crops[0, 1, 7], torch.arange(5.0, 35.0))  # one column per pixel
     assert crops[1].max() <= 100 + 12 and crops[1].min() >= 0  # image 1; outside the image reads 0
+    # context 1.0: the box's own square plus the margin, 20 + 4 = 24 around (20, 25)
+    torch.testing.assert_close(crop_squares(regions, 1.0)[0], torch.tensor([0, 8.0, 13, 32, 37]))
+    torch.testing.assert_close(region_crops(pixels, regions, 24, 1.0)[0, 0, 3], torch.arange(8.0, 32.0))
 
 
 def test_region_crop_starts_as_a_no_op_and_then_adds_the_crops_features():
@@ -313,6 +316,9 @@ def test_region_crop_is_an_option_of_the_regiongpt_encoder_and_fits_the_tower():
         RegionEncoderConfig(type="gpt4roi", hidden_size=64, region_crop_size=112)
     with pytest.raises(ValueError, match="region_crop_size"):
         RegionEncoderConfig(type="regiongpt", region_crop_size=-1)
+    for bad in (0, -1.0, "wide", True):
+        with pytest.raises(ValueError, match=f"region_crop_context must be a positive number, got {bad!r}"):
+            RegionEncoderConfig(type="regiongpt", region_crop_size=32, region_crop_context=bad)
 
     class Tower(torch.nn.Module):
         channels, strides, token_channels, image_size, fixed_input_size = [8, 16], [8.0, 16.0], 16, 64, True
