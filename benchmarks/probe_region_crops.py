@@ -15,7 +15,10 @@ probe far better on ``crop`` means the whole image's maps lose what the crop kee
 (docs/default-model.md, stage 23); one as good on ``region_token`` as on ``crop`` means the
 language model, not the region token, loses it (stage 27).
 
-    python benchmarks/probe_region_crops.py --data data/regionworld [--crop-size 112] [--tag T]
+    python benchmarks/probe_region_crops.py --data data/regionworld [--crop-size 112] [--crop-context 1.3] [--tag T]
+
+``--crop-size`` and ``--crop-context`` set the ``crop`` input's crop; ``region_token`` uses the
+model's own settings (both are saved with the results).
 
 Needs scikit-learn (the ``photos`` extra). Prints a table and writes
 ``benchmarks/results/probe_region_crops[-T].json``.
@@ -115,7 +118,10 @@ def main() -> None:
     print_table(["probe input", "all", *SIZES],
                 [[source, *(100 * results[source][k] for k in ("all", *SIZES))] for source in INPUTS])  # fmt: skip
     write_results("probe_region_crops", {
-        "model": name, "data": str(args.data), "crop_size": args.crop_size, "crop_context": args.crop_context, "training_boxes": len(train),
+        "model": name, "data": str(args.data), "crop_size": args.crop_size, "crop_context": args.crop_context,
+        "model_region_crop": {"size": engine.model.config.region.region_crop_size,
+                              "context": engine.model.config.region.region_crop_context},
+        "training_boxes": len(train),
         "test_boxes": len(test), "test_sizes": {s: int((sizes == s).sum()) for s in SIZES},
         "regularisation": args.regularisation, "results": results,
     }, tag=args.tag)  # fmt: skip

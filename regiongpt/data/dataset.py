@@ -112,13 +112,15 @@ def sample_loss_weights(labels: torch.Tensor) -> torch.Tensor:
     A sample with ``n`` target tokens (``labels[:, 1:]`` not ignored: the tokens the next-token
     loss predicts) gets ``mean_n / n`` on each of them, ``mean_n`` the mean over the samples that
     have any; so the weights sum to the batch's target-token count, and the token-normalised loss
-    becomes the mean over samples of each sample's mean token loss (across gradient accumulation
-    too, where the loss is divided by the accumulated token count). Column 0 is never a target."""
+    becomes the mean over samples of each sample's mean token loss. Under gradient accumulation
+    (or several processes) the loss is divided by the accumulated token count, so each
+    micro-batch still weighs by its token count: the balance is struck within a micro-batch. A
+    multi-turn sample's answers share one sample's weight. Column 0 is never a target."""
     targets = labels[:, 1:] != IGNORE_INDEX
     per_sample = targets.sum(dim=1, keepdim=True).float()
     answered = per_sample > 0
     mean_count = per_sample.sum() / answered.sum().clamp(min=1)
-    weights = torch.zeros(labels.shape, dtype=torch.float32)
+    weights = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     weights[:, 1:] = targets * (mean_count / per_sample.clamp(min=1))
     return weights
 
@@ -132,7 +134,7 @@ class Collator:
 
     def __init__(self, processor: RegionGPTProcessor, loss_average: str = "token") -> None:
         if loss_average not in LOSS_AVERAGES:
-            raise ValueError(f"loss_average must be one of {LOSS_AVERAGES}, got {loss_average!r}")
+            raise ValueError(f"loss_average must be one of {'/'.join(LOSS_AVERAGES)}, got {loss_average!r}")
         self.processor = processor
         self.loss_average = loss_average
 

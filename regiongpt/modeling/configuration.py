@@ -10,6 +10,7 @@ Presets (:func:`preset_config`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -119,7 +120,7 @@ class RegionEncoderConfig:
                 f"{self.region_crop_size}"
             )
         if isinstance(self.region_crop_context, bool) or not (
-            isinstance(self.region_crop_context, (int, float)) and self.region_crop_context > 0
+            isinstance(self.region_crop_context, (int, float)) and 0 < self.region_crop_context < math.inf
         ):
             raise ValueError(
                 f"region_crop_context must be a positive number, got {self.region_crop_context!r}"

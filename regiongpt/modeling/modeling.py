@@ -316,7 +316,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
                 raise ValueError(
                     f"loss_weights {tuple(loss_weights.shape)} must match labels {tuple(labels.shape)}"
                 )
-            token_losses = token_losses * loss_weights[:, 1:][keep].to(token_losses.dtype)
+            token_losses = token_losses * loss_weights[:, 1:].to(token_losses)[keep]
         loss = token_losses.sum()
         count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
         return CausalLMOutputWithPast(

@@ -89,7 +89,7 @@ class TrainingSpec:
     fsdp: str | None = None  # e.g. "full_shard auto_wrap"
     fsdp_config: str | None = None
     max_grad_norm: float = 1.0
-    loss_average: str = "token"  # token: every answer token weighs the same; sample: every answer
+    loss_average: str = "token"  # token: every answer token weighs the same; sample: every sample
 
     def __post_init__(self) -> None:
         if self.loss_average not in LOSS_AVERAGES:

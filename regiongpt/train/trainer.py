@@ -121,7 +121,7 @@ def training_arguments(spec: TrainingSpec, output_dir: Path, seed: int, has_eval
         seed=seed,
         data_seed=seed,
         remove_unused_columns=False,
-        label_names=["labels"],  # loss_weights, when the collator adds them, are inputs, not labels
+        label_names=["labels"],  # only labels: any other batch key (loss_weights) is a model input
         report_to=[],
         disable_tqdm=False,
         use_cpu=not torch.cuda.is_available(),

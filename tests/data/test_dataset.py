@@ -86,10 +86,16 @@ def test_collator_adds_loss_weights_only_for_sample_averaging_and_refuses_unknow
     tiny_factory, rgb_image
 ):
     _, processor = tiny_factory()
-    conv = [{"from": "human", "value": "What is <region1>?"}, {"from": "gpt", "value": "a cat"}]
-    samples = [processor.encode(conv, rgb_image, [[0, 0, 20, 20]])] * 2
+    samples = [
+        processor.encode([{"from": "human", "value": "What is <region1>?"}, {"from": "gpt", "value": answer}],
+                         rgb_image, [[0, 0, 20, 20]])
+        for answer in ("a cat", "a small grey cat sitting on a striped red and white mat")
+    ]  # fmt: skip
     assert "loss_weights" not in Collator(processor)(samples)
     batch = Collator(processor, "sample")(samples)
-    torch.testing.assert_close(batch["loss_weights"], sample_loss_weights(batch["labels"]))
+    tokens = (batch["labels"][:, 1:] != -100).sum(dim=1)
+    assert tokens[1] > tokens[0]
+    row_sums = batch["loss_weights"].sum(dim=1)  # each answer weighs the mean token count in all
+    torch.testing.assert_close(row_sums, torch.full((2,), tokens.float().mean().item()))
     with pytest.raises(ValueError, match="loss_average must be one of .* got 'samples'"):
         Collator(processor, "samples")

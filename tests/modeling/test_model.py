@@ -196,14 +196,14 @@ def test_region_crops_go_through_the_tower_and_train_the_crop_embedding(tiny_fac
 
     model, processor = tiny_factory(tower=tower)
     size = model.vision_tower.image_size if tower == "clip" else 48
-    cropping, _ = tiny_factory(tower=tower, region_crop_size=size)
+    cropping, _ = tiny_factory(tower=tower, region_crop_size=size, region_crop_context=2.0)
     cropping.load_state_dict(model.state_dict(), strict=False)
     batch = processor([CONV, CONV], [rgb_image, rgb_image], [BOXES, BOXES[::-1]])
     with torch.no_grad():  # zero-initialised: the same answers as without crops
         torch.testing.assert_close(cropping(**batch).logits, model(**batch).logits)
         features = cropping.encode_images(batch["pixel_values"])
         regions = RegionInputs(batch["region_boxes"], batch["region_masks"], batch["region_image_index"])
-        expected = cropping.vision_tower(region_crops(batch["pixel_values"], regions, size))
+        expected = cropping.vision_tower(region_crops(batch["pixel_values"], regions, size, 2.0))
         torch.testing.assert_close(
             cropping.encode_region_crops(features.select([1, 0]).select([1, 0]), regions),
             torch.cat([m.mean(dim=(2, 3)) for m in expected.maps], dim=1),

@@ -316,7 +316,7 @@ def test_region_crop_is_an_option_of_the_regiongpt_encoder_and_fits_the_tower():
         RegionEncoderConfig(type="gpt4roi", hidden_size=64, region_crop_size=112)
     with pytest.raises(ValueError, match="region_crop_size"):
         RegionEncoderConfig(type="regiongpt", region_crop_size=-1)
-    for bad in (0, -1.0, "wide", True):
+    for bad in (0, -1.0, "wide", True, float("inf")):
         with pytest.raises(ValueError, match=f"region_crop_context must be a positive number, got {bad!r}"):
             RegionEncoderConfig(type="regiongpt", region_crop_size=32, region_crop_context=bad)
 

@@ -14,9 +14,10 @@ import yaml
 from safetensors.torch import load_file
 
 from regiongpt.api import RegionGPT
+from regiongpt.data.dataset import Collator, RegionDataset
 from regiongpt.data.format import write_jsonl
 from regiongpt.train.recipe import parse_recipe
-from regiongpt.train.trainer import run_recipe
+from regiongpt.train.trainer import build_from_recipe, run_recipe
 
 
 @pytest.fixture()
@@ -189,21 +190,33 @@ def test_a_stage_can_train_one_part_with_the_adapters_frozen(tiny_setup):
 
 
 def test_sample_loss_average_reaches_the_loss(tiny_setup):
-    """Replies of one length: the same step as token averaging; of mixed lengths: another step."""
-    runs = {}
-    for name, data in (("same", "train.jsonl"), ("mixed", "mixed.jsonl")):
-        if name == "mixed":
-            records = [json.loads(line) for line in (tiny_setup / "train.jsonl").read_text().splitlines()]
-            records[0]["conversations"][1]["value"] = "no, it is a much longer reply than the others"
-            write_jsonl(tiny_setup / "mixed.jsonl", records)
+    """The first step's loss is the mean over samples of each one's mean token loss (token
+    averaging: the mean over all answer tokens); replies of one length give the same step."""
+    records = [json.loads(line) for line in (tiny_setup / "train.jsonl").read_text().splitlines()]
+    records[0]["conversations"][1]["value"] = "no, it is a much longer reply than the others"
+    write_jsonl(tiny_setup / "mixed.jsonl", records)
+    runs, losses = {}, {}
+    for name in ("train", "mixed"):
         for average in ("token", "sample"):
             recipe = _recipe(tiny_setup, f"{name}-{average}", batch_size=4, steps=1, loss_average=average)
-            recipe["data"]["train"] = str(tiny_setup / data)
+            recipe["data"]["train"] = str(tiny_setup / f"{name}.jsonl")
             runs[name, average] = _weights(run_recipe(parse_recipe(recipe)))
-    keys = [k for k in runs["same", "token"] if k.startswith("region_projector")]
-    for k in keys:
-        torch.testing.assert_close(runs["same", "sample"][k], runs["same", "token"][k], rtol=1e-4, atol=1e-6)
-    assert any(not torch.allclose(runs["mixed", "sample"][k], runs["mixed", "token"][k]) for k in keys)
+            result = json.loads((tiny_setup / f"{name}-{average}" / "s1" / "train_result.json").read_text())
+            losses[name, average] = result["metrics"]["train_loss"]
+    model, processor = build_from_recipe(parse_recipe(_recipe(tiny_setup, "unused", batch_size=4)))
+    data = RegionDataset(tiny_setup / "mixed.jsonl", processor)
+    with torch.no_grad():
+        batches = [Collator(processor)([data[i]]) for i in range(len(data))]
+        each = torch.tensor([float(model(**batch).loss) for batch in batches])
+    tokens = torch.tensor([float((batch["labels"][:, 1:] != -100).sum()) for batch in batches])
+    assert tokens[0] > tokens[1]
+    assert losses["mixed", "sample"] == pytest.approx(float(each.mean()), rel=1e-4)
+    assert losses["mixed", "token"] == pytest.approx(float((each * tokens).sum() / tokens.sum()), rel=1e-4)
+    assert losses["train", "sample"] == pytest.approx(losses["train", "token"], rel=1e-5)
+    for key in (k for k in runs["train", "token"] if k.startswith("region_projector")):
+        torch.testing.assert_close(
+            runs["train", "sample"][key], runs["train", "token"][key], rtol=1e-4, atol=1e-6
+        )
 
 
 @pytest.mark.slow
