@@ -37,6 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
 from regiongpt.imaging import load_image
+from regiongpt.modeling.configuration import RegionEncoderConfig
 from regiongpt.modeling.region_encoders import RegionInputs, _roi_align, _rois, region_crops
 from regiongpt.regions import Box
 
@@ -76,8 +77,7 @@ def box_features(
         crop = model.encode_images(region_crops(features.pixels, regions, crop_size, crop_context))
         out["roi_maps"].append(torch.cat(pooled, dim=1)[0].float().numpy())
         out["crop"].append(torch.cat([m.mean(dim=(2, 3)) for m in crop.maps], dim=1)[0].float().numpy())
-        model_crops = model.encode_region_crops(features, regions)
-        encoded = model.region_encoder(features, regions, *([] if model_crops is None else [model_crops]))[0]
+        encoded = model.encode_regions(features, regions)[0]
         out["region_token"].append(model.region_projector(encoded)[0].float().numpy())
     return {name: np.stack(values) for name, values in out.items()}
 
@@ -87,7 +87,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/regionworld"), help="RegionWorld folder")
     model_argument(parser)
     parser.add_argument("--crop-size", type=int, default=112, help="crop side in pixels")
-    parser.add_argument("--crop-context", type=float, default=1.3, help="crop side / the box's longer side")
+    parser.add_argument("--crop-context", type=float, default=RegionEncoderConfig.region_crop_context,
+                        help="crop side / the box's longer side")  # fmt: skip
     parser.add_argument("--train-boxes", type=int, default=2500, help="training questions to fit on")
     parser.add_argument("--test-boxes", type=int, default=600, help="test questions to score")
     parser.add_argument("--regularisation", type=float, default=0.1, help="inverse L2 strength C")

@@ -106,6 +106,13 @@ class RegionDataset(Dataset):
 LOSS_AVERAGES = ("token", "sample")
 
 
+def check_loss_average(value: str) -> str:
+    """``value`` if it is one of :data:`LOSS_AVERAGES`; otherwise a ValueError naming it."""
+    if value not in LOSS_AVERAGES:
+        raise ValueError(f"loss_average must be one of {'/'.join(LOSS_AVERAGES)}, got {value!r}")
+    return value
+
+
 def sample_loss_weights(labels: torch.Tensor) -> torch.Tensor:
     """``(B, L)`` loss weights that give each sample's answer the same weight, whatever its length.
 
@@ -133,10 +140,8 @@ class Collator:
     :func:`sample_loss_weights`)."""
 
     def __init__(self, processor: RegionGPTProcessor, loss_average: str = "token") -> None:
-        if loss_average not in LOSS_AVERAGES:
-            raise ValueError(f"loss_average must be one of {'/'.join(LOSS_AVERAGES)}, got {loss_average!r}")
         self.processor = processor
-        self.loss_average = loss_average
+        self.loss_average = check_loss_average(loss_average)
 
     def __call__(self, samples: list[EncodedSample]) -> dict[str, Any]:
         batch = self.processor.collate(samples, padding_side="right")

@@ -152,8 +152,8 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
 
     def encode_region_crops(self, features: VisionFeatures, regions: RegionInputs) -> torch.Tensor | None:
         """``(R, sum of the tower's map channels)``: each region's zoomed crop
-        (``region_crop_size`` pixels, ``region_crop_context``; see :func:`region_crops`) through the vision tower, every map
-        averaged; ``None`` when the region encoder takes no crops."""
+        (``region_crop_size`` pixels, ``region_crop_context``; see :func:`region_crops`) through
+        the vision tower, every map averaged; ``None`` when the region encoder takes no crops."""
         size = self.config.region.region_crop_size
         if not size or len(regions) == 0:
             return None
@@ -162,6 +162,16 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         crops = region_crops(features.pixels, regions, size, self.config.region.region_crop_context)
         maps = self.encode_images(crops).maps
         return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
+
+    def encode_regions(
+        self, features: VisionFeatures, regions: RegionInputs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The region encoder's ``(R, W)`` region features (before the region projector; with
+        each region's crop when the encoder takes crops) and its image tokens (or ``None``)."""
+        crops = self.encode_region_crops(features, regions)
+        if crops is None:
+            return self.region_encoder(features, regions)
+        return self.region_encoder(features, regions, crops)
 
     def project_image(self, tokens: torch.Tensor) -> torch.Tensor:
         projector = self.image_projector if self.image_projector is not None else self.region_projector
@@ -203,11 +213,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
             region_image_index = torch.zeros(0, dtype=torch.long, device=embeds.device)
             region_token_index = torch.zeros(0, dtype=torch.long, device=embeds.device)
         regions = RegionInputs(region_boxes, region_masks, region_image_index)
-        crops = self.encode_region_crops(features, regions)
-        if crops is None:
-            region_features, image_tokens = self.region_encoder(features, regions)
-        else:
-            region_features, image_tokens = self.region_encoder(features, regions, crops)
+        region_features, image_tokens = self.encode_regions(features, regions)
         if image_tokens is not None and n_image:
             if image_index is None:
                 image_index = torch.arange(input_ids.shape[0], device=input_ids.device)

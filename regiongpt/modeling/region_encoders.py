@@ -30,9 +30,8 @@ from regiongpt.modeling.configuration import RegionEncoderConfig
 from regiongpt.modeling.vision import VisionFeatures
 
 GEOMETRY_FEATURES = 6  # see RegionGPTEncoder.geometry
-#: A region crop is the square of side ``context`` (``region_crop_context``, default 1.3) x the
-#: box's longer side + CROP_MARGIN pixels centred on the box: the region and a little of what
-#: surrounds it.
+#: A region crop is the square of side ``context`` (``region_crop_context``) x the box's longer
+#: side + CROP_MARGIN pixels centred on the box: the region and a little of what surrounds it.
 CROP_MARGIN = 4.0
 
 
@@ -92,7 +91,7 @@ def _rois(regions: RegionInputs) -> torch.Tensor:
     return torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
 
 
-def crop_squares(regions: RegionInputs, context: float = 1.3) -> torch.Tensor:
+def crop_squares(regions: RegionInputs, context: float) -> torch.Tensor:
     """``(R, 5)`` float32 rois (batch index, pixel xyxy) of the square crop around each box: side
     ``context`` x the box's longer side + :data:`CROP_MARGIN`; it may reach past the image."""
     boxes = regions.boxes.to(torch.float32)
@@ -102,9 +101,7 @@ def crop_squares(regions: RegionInputs, context: float = 1.3) -> torch.Tensor:
     return torch.cat([regions.batch_index[:, None].to(squares.dtype), squares], dim=1)
 
 
-def region_crops(
-    pixels: torch.Tensor, regions: RegionInputs, size: int, context: float = 1.3
-) -> torch.Tensor:
+def region_crops(pixels: torch.Tensor, regions: RegionInputs, size: int, context: float) -> torch.Tensor:
     """Zoomed crops ``(R, 3, size, size)`` of the preprocessed images ``pixels`` ``(B, 3, S, S)``
     over :func:`crop_squares` (bilinear; outside the image reads as 0, the normalised mean)."""
     return _roi_align(pixels, crop_squares(regions, context), size, 1.0, 2, True)

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from regiongpt.data.dataset import LOSS_AVERAGES
+from regiongpt.data.dataset import check_loss_average
 from regiongpt.modeling.modeling import COMPONENTS, unknown_components
 from regiongpt.yaml_files import load_yaml_text
 
@@ -92,10 +92,7 @@ class TrainingSpec:
     loss_average: str = "token"  # token: every answer token weighs the same; sample: every sample
 
     def __post_init__(self) -> None:
-        if self.loss_average not in LOSS_AVERAGES:
-            raise ValueError(
-                f"loss_average must be one of {'/'.join(LOSS_AVERAGES)}, got {self.loss_average!r}"
-            )
+        check_loss_average(self.loss_average)
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("batch_size and gradient_accumulation_steps must be >= 1")
         if self.learning_rate <= 0:

@@ -278,9 +278,9 @@ def test_region_crops_zoom_on_a_square_around_each_box():
     )
     # longer side 20 -> 20 * 1.3 + 4 = 30 around the centre (20, 25); 8 -> 14.4 around (4, 2)
     torch.testing.assert_close(
-        crop_squares(regions), torch.tensor([[0, 5.0, 10, 35, 40], [1, -3.2, -5.2, 11.2, 9.2]])
+        crop_squares(regions, 1.3), torch.tensor([[0, 5.0, 10, 35, 40], [1, -3.2, -5.2, 11.2, 9.2]])
     )
-    crops = region_crops(pixels, regions, 30)
+    crops = region_crops(pixels, regions, 30, 1.3)
     assert crops.shape == (2, 3, 30, 30)
     torch.testing.assert_close(crops[0, 1, 7], torch.arange(5.0, 35.0))  # one column per pixel
     assert crops[1].max() <= 100 + 12 and crops[1].min() >= 0  # image 1; outside the image reads 0
