@@ -42,11 +42,13 @@ demo: $(STAMP)
 # Rebuild the default model's weights from seeds, data included: stages 1-8 (recipes/default.yaml),
 # then 9-14 (recipes/experiments/relation_stages.yaml), then 15-16
 # (recipes/experiments/image_tokens_stage.yaml), then 17
-# (recipes/experiments/category_yes_no_stage.yaml); about 10.8 h of training on a 2-core CPU plus
-# the data, see docs/default-model.md. Generated sets that exist are kept (not checked against
-# these settings); mixes are remade when their recipe or sources change. The weights land in
-# runs/category_yes_no_stage/final. TRAIN_ARGS goes to every `regiongpt train` call as overrides
-# (e.g. TRAIN_ARGS=seed=1; stages 13, 14 and 16 keep their own seeds, 1, 2 and 4).
+# (recipes/experiments/category_yes_no_stage.yaml), then the region-crop stages 24, 26, 27 and 30
+# (recipes/experiments/region_crop_*_stage.yaml, region_small_photos_heavy_stage.yaml); about
+# 12 h of training on a 2-core CPU plus the data, see docs/default-model.md. Generated sets that
+# exist are kept (not checked against these settings); mixes are remade when their recipe or
+# sources change. The weights land in runs/region_small_photos_heavy_stage/final. TRAIN_ARGS goes
+# to every `regiongpt train` call as overrides (e.g. TRAIN_ARGS=seed=1; stages 13, 14 and 16 keep
+# their own seeds, 1, 2 and 4).
 RG := $(VENV)/bin/regiongpt
 REASONING_SAMPLES := relation=2,choose_region=2,yes_no=2,multiple_choice=1,category=1,brief=0.5,detailed=0
 YES_NO_SAMPLES := yes_no=4,relation=2,choose_region=1,multiple_choice=1,category=0.5,brief=0.5,detailed=0
@@ -60,13 +62,18 @@ DEFAULT_DATA := data/default_mix.jsonl data/default_mix_reasoning.jsonl data/def
 	data/default_mix_yes_no.jsonl data/experiments/relation_choose.jsonl \
 	data/experiments/position.jsonl data/experiments/mix_relation.jsonl data/experiments/mix_balanced.jsonl \
 	data/experiments/mix_balanced_position.jsonl data/experiments/mix_balanced_yes_no.jsonl \
-	data/experiments/mix_photo_rehearse.jsonl data/experiments/mix_category_yes_no.jsonl
+	data/experiments/mix_photo_rehearse.jsonl data/experiments/mix_category_yes_no.jsonl \
+	data/experiments/mix_crop_rehearse.jsonl data/experiments/mix_small_photos_heavy.jsonl
 
 train-default: $(DEFAULT_DATA)
 	$(RG) train recipes/default.yaml $(TRAIN_ARGS)
 	$(RG) train recipes/experiments/relation_stages.yaml $(TRAIN_ARGS)
 	$(RG) train recipes/experiments/image_tokens_stage.yaml $(TRAIN_ARGS)
 	$(RG) train recipes/experiments/category_yes_no_stage.yaml $(TRAIN_ARGS)
+	$(RG) train recipes/experiments/region_crop_branch_stage.yaml $(TRAIN_ARGS)
+	$(RG) train recipes/experiments/region_crop_projector_stage.yaml $(TRAIN_ARGS)
+	$(RG) train recipes/experiments/region_crop_rehearse_stage.yaml $(TRAIN_ARGS)
+	$(RG) train recipes/experiments/region_small_photos_heavy_stage.yaml $(TRAIN_ARGS)
 
 data/regionworld/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld --n 3000 --seed 0
