@@ -123,6 +123,9 @@ data/experiments/mix_small_photos.jsonl: data/experiments/mix_small_objects.json
 data/experiments/mix_small_photos_heavy.jsonl: data/regionworld/train.jsonl data/regionworld_category_yes_no/train.jsonl \
 		data/regionworld_category_yes_no_2/train.jsonl data/regionworld_category_brief/train.jsonl \
 		data/photos/train.jsonl data/experiments/mix_balanced_yes_no.jsonl
+data/experiments/mix_relation_choose_crop.jsonl: data/regionworld_category_yes_no/train.jsonl \
+		data/regionworld_category_yes_no_2/train.jsonl data/regionworld_category_brief/train.jsonl \
+		data/experiments/mix_small_objects.jsonl data/photos/train.jsonl data/experiments/mix_balanced_yes_no.jsonl
 data/experiments/mix_category_brief.jsonl: data/regionworld_category_brief/train.jsonl data/photos/train.jsonl \
 		data/experiments/mix_balanced_yes_no.jsonl
 data/%.jsonl: recipes/%.yaml
