@@ -57,6 +57,7 @@ CATEGORY_YES_NO_SAMPLES := category=2,yes_no=3,relation=1,choose_region=1,multip
 CATEGORY_YES_NO_RELATION_SAMPLES := category=2,yes_no=3,relation=2,choose_region=1,multiple_choice=0.5,brief=0.5,detailed=0
 CATEGORY_BRIEF_SAMPLES := category=3,yes_no=2,relation=1,choose_region=1,multiple_choice=0.5,brief=1,detailed=0
 CROWDED_SAMPLES := choose_region=3,relation=2,yes_no=0,multiple_choice=0,category=0,brief=0,detailed=0
+YES_NO_ONLY_SAMPLES := yes_no=4,relation=0,choose_region=0,multiple_choice=0,category=0,brief=0,detailed=0
 ONLY_TRAIN := --n-val 0 --n-test 0 --n-comp 0
 TRAIN_ARGS ?=
 DEFAULT_DATA := data/default_mix.jsonl data/default_mix_reasoning.jsonl data/default_yes_no.jsonl \
@@ -93,6 +94,8 @@ data/regionworld_category_brief/train.jsonl: | $(STAMP)
 data/regionworld_crowded/train.jsonl: | $(STAMP)
 	$(RG) data regionworld --out data/regionworld_crowded --n 2000 --seed 8 $(ONLY_TRAIN) \
 		--min-objects 4 --max-objects 4 --samples '$(CROWDED_SAMPLES)'
+data/regionworld_yes_no_only/train.jsonl: | $(STAMP)
+	$(RG) data regionworld --out data/regionworld_yes_no_only --n 3000 --seed 9 $(ONLY_TRAIN) --samples '$(YES_NO_ONLY_SAMPLES)'
 data/photos/train.jsonl: | $(STAMP)
 	$(RG) data photos --out data/photos --seed 0
 
@@ -135,6 +138,11 @@ data/experiments/mix_crowded_choose.jsonl: data/regionworld_crowded/train.jsonl 
 data/experiments/mix_crowded_choose_rehearse.jsonl: data/regionworld_crowded/train.jsonl \
 		data/experiments/mix_small_photos_heavy.jsonl data/experiments/mix_balanced_yes_no.jsonl \
 		data/regionworld_yes_no/train.jsonl
+data/experiments/mix_geometry.jsonl: data/regionworld_crowded/train.jsonl data/regionworld_relation/train.jsonl \
+		data/experiments/mix_small_photos_heavy.jsonl data/experiments/mix_balanced_yes_no.jsonl \
+		data/regionworld_yes_no/train.jsonl
+data/experiments/mix_image_view.jsonl: data/regionworld_yes_no_only/train.jsonl \
+		data/experiments/mix_small_photos_heavy.jsonl data/experiments/mix_balanced_yes_no.jsonl
 data/experiments/mix_category_brief.jsonl: data/regionworld_category_brief/train.jsonl data/photos/train.jsonl \
 		data/experiments/mix_balanced_yes_no.jsonl
 data/%.jsonl: recipes/%.yaml

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from regiongpt.imaging import load_image
 from regiongpt.modeling.configuration import RegionEncoderConfig
-from regiongpt.modeling.region_encoders import RegionInputs, _roi_align, _rois, region_crops
+from regiongpt.modeling.region_inputs import RegionInputs, box_rois, region_crops, roi_align_float32
 from regiongpt.regions import Box
 
 INPUTS = ("roi_maps", "crop", "both", "region_token")
@@ -72,7 +72,7 @@ def box_features(
         features = model.encode_images(pixels[None])
         boxes, masks = processor.region_tensors([Box(*row["box"])], image.size, transform)
         regions = RegionInputs(boxes, masks, torch.tensor([0]))
-        pooled = [_roi_align(m, _rois(regions), 7, 1 / s, 2, True).mean(dim=(2, 3)) for m, s in
+        pooled = [roi_align_float32(m, box_rois(regions), 7, 1 / s, 2, True).mean(dim=(2, 3)) for m, s in
                   zip(features.maps, features.strides)]  # fmt: skip
         crop = model.encode_images(region_crops(features.pixels, regions, crop_size, crop_context))
         out["roi_maps"].append(torch.cat(pooled, dim=1)[0].float().numpy())

@@ -31,7 +31,7 @@ from gpu_common import (
     write,
 )
 
-from regiongpt.modeling.region_encoders import RegionInputs
+from regiongpt.modeling.region_inputs import RegionInputs
 
 SETTINGS = {
     "regiongpt-paper": ("regiongpt", {}),

@@ -92,6 +92,18 @@ class RegionEncoderConfig:
     # feature. Mask pooling of a convolutional tower's maps keeps what a region looks like but
     # not where it is or how large; ViT towers carry that in their position embeddings.
     box_embedding: bool = False
+    # Bands of a sine/cosine (Fourier) embedding of the box's edges and centre, through its own MLP
+    # (last layer zero-initialised) added to the pooled feature: the fine position detail that
+    # relations between regions turn on (which edge lies past which), and that an MLP of six raw
+    # numbers renders coarsely. Band k has frequency 2^k cycles per image side. 0 = off.
+    geometry_frequencies: int = 0
+    # Side in pixels of a second, larger view of the whole image that the vision tower encodes
+    # (the input resized); each of its maps, average- and max-pooled to the image-token grid,
+    # goes through an MLP (last layer zero-initialised) added to the image tokens: the detail of
+    # small objects that questions about the whole image (yes/no) turn on, which the S-pixel
+    # view blurs. Needs the regiongpt encoder's own image tokens. Costs one tower pass per image
+    # at this side. 0 = off.
+    image_view_size: int = 0
     # Image tokens: "encoder" (GPT4RoI: tower tokens pooled to the grid; RegionGPT: patch merge of
     # the refined map) or "tower" (the tower's token grid as is, e.g. LLaVA's 576 CLIP tokens).
     image_token_source: Literal["encoder", "tower"] = "encoder"
@@ -110,6 +122,11 @@ class RegionEncoderConfig:
             raise ValueError(
                 "box_embedding is an option of the regiongpt encoder; gpt4roi always embeds its boxes"
             )
+        if self.geometry_frequencies < 0 or (self.geometry_frequencies and self.type != "regiongpt"):
+            raise ValueError(
+                "geometry_frequencies must be >= 0 and is an option of the regiongpt encoder, got "
+                f"{self.geometry_frequencies}"
+            )
         if self.layout_grid < 0 or (self.layout_grid and self.type != "regiongpt"):
             raise ValueError(
                 f"layout_grid must be >= 0 and is an option of the regiongpt encoder, got {self.layout_grid}"
@@ -124,6 +141,16 @@ class RegionEncoderConfig:
         ):
             raise ValueError(
                 f"region_crop_context must be a positive number, got {self.region_crop_context!r}"
+            )
+        if self.image_view_size < 0 or (
+            self.image_view_size
+            and (
+                self.type != "regiongpt" or not self.image_token_grid or self.image_token_source != "encoder"
+            )
+        ):
+            raise ValueError(
+                "image_view_size must be >= 0 and needs the regiongpt encoder's own image tokens "
+                f"(image_token_grid > 0, image_token_source 'encoder'), got {self.image_view_size}"
             )
         if self.fine_levels and (self.type != "regiongpt" or not self.refine):
             raise ValueError(

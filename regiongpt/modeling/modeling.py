@@ -19,7 +19,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from regiongpt.modeling.cache import cache_argument
 from regiongpt.modeling.configuration import RegionGPTConfig
-from regiongpt.modeling.region_encoders import RegionInputs, build_region_encoder, region_crops
+from regiongpt.modeling.region_encoders import build_region_encoder
+from regiongpt.modeling.region_inputs import RegionInputs, region_crops, view_tokens
 from regiongpt.modeling.vision import VisionFeatures, build_vision_tower
 from regiongpt.processing import IGNORE_INDEX
 
@@ -163,15 +164,32 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         maps = self.encode_images(crops).maps
         return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
 
+    def encode_image_view(self, features: VisionFeatures) -> torch.Tensor | None:
+        """``(B, g * g, 2 * sum of the tower's map channels)``: the input resized to
+        ``image_view_size`` pixels through the vision tower, pooled to the image-token grid ``g``
+        (see :func:`view_tokens`); ``None`` when the region encoder takes no view."""
+        size = self.config.region.image_view_size
+        if not size:
+            return None
+        if features.pixels is None:
+            raise ValueError("the image view is resized from the input pixels, but these features carry none")
+        view = F.interpolate(features.pixels, size=(size, size), mode="bilinear", align_corners=False)
+        return view_tokens(self.encode_images(view).maps, self.config.region.image_token_grid)
+
     def encode_regions(
         self, features: VisionFeatures, regions: RegionInputs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The region encoder's ``(R, W)`` region features (before the region projector; with
-        each region's crop when the encoder takes crops) and its image tokens (or ``None``)."""
+        each region's crop when the encoder takes crops) and its image tokens (or ``None``; with
+        the larger view of the image when the encoder takes one)."""
+        extra = {}
         crops = self.encode_region_crops(features, regions)
-        if crops is None:
-            return self.region_encoder(features, regions)
-        return self.region_encoder(features, regions, crops)
+        if crops is not None:
+            extra["crop_features"] = crops
+        view = self.encode_image_view(features)
+        if view is not None:
+            extra["view_features"] = view
+        return self.region_encoder(features, regions, **extra)
 
     def project_image(self, tokens: torch.Tensor) -> torch.Tensor:
         projector = self.image_projector if self.image_projector is not None else self.region_projector

@@ -11,41 +11,32 @@ masks ``(R, S, S)``), and return ``(R, hidden_size)`` region features plus the i
 * :class:`RegionGPTEncoder`: feature refinement (two stride-2 transposed convs, LayerNorm2d, GELU)
   and mask pooling (mean of refined features under the soft mask). Boxes are filled rectangles.
   Optionally (``box_embedding``) an MLP of the region's geometry is added to the pooled feature,
-  and (``fine_levels``) finer tower maps join the refinement where its grid matches theirs, and
+  and (``geometry_frequencies``) an MLP of a Fourier embedding of its box, and (``fine_levels``) finer tower maps join the refinement where its grid matches theirs, and
   (``layout_grid``) an MLP of an RoIAlign grid over the box adds the layout inside the region,
   and (``region_crop_size``) an MLP of a zoomed crop of the region, encoded by the vision tower
-  on its own (the model runs the tower: :func:`region_crops` cuts the crops), adds its detail.
+  on its own (the model runs the tower: :func:`region_crops` cuts the crops), adds its detail,
+  and (``image_view_size``) an MLP of a larger view of the whole image, pooled to the image-token
+  grid (:func:`view_tokens`; the model runs the tower), adds detail to the image tokens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from regiongpt.modeling.configuration import RegionEncoderConfig
+from regiongpt.modeling.region_inputs import (
+    BOX_POINTS,
+    RegionInputs,
+    box_fourier_features,
+    box_rois,
+    grid_tokens,
+    roi_align_float32,
+)
 from regiongpt.modeling.vision import VisionFeatures
 
 GEOMETRY_FEATURES = 6  # see RegionGPTEncoder.geometry
-#: A region crop is the square of side ``context`` (``region_crop_context``) x the box's longer
-#: side + CROP_MARGIN pixels centred on the box: the region and a little of what surrounds it.
-CROP_MARGIN = 4.0
-
-
-@dataclass
-class RegionInputs:
-    """``boxes``: (R, 4) float pixel xyxy in the preprocessed image; ``masks``: (R, S, S) bool or
-    float; ``batch_index``: (R,) long, the image each region belongs to."""
-
-    boxes: torch.Tensor
-    masks: torch.Tensor
-    batch_index: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
 
 
 class LayerNorm2d(nn.Module):
@@ -64,47 +55,6 @@ def _resize(x: torch.Tensor, size: tuple[int, int] | int) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-
-
-def grid_tokens(features: VisionFeatures, grid: int) -> torch.Tensor:
-    """The tower's token grid pooled to ``grid x grid``: ``(B, grid*grid, C)``."""
-    tokens = features.tokens.permute(0, 3, 1, 2)
-    if tokens.shape[-1] != grid:
-        tokens = F.adaptive_avg_pool2d(tokens, grid)
-    return tokens.flatten(2).transpose(1, 2)
-
-
-def _roi_align(
-    x: torch.Tensor, rois: torch.Tensor, side: int, scale: float, sampling_ratio: int, aligned: bool
-) -> torch.Tensor:
-    """torchvision's ``roi_align`` of ``x`` ``(B, C, H, W)`` at ``rois`` ``(R, 5)`` (batch index,
-    pixel xyxy): ``(R, C, side, side)`` in ``x``'s dtype, computed in float32 (the CPU kernel has
-    no bfloat16; autocast would cast the same way)."""
-    out = roi_align(x.float(), rois.float(), side, scale, sampling_ratio, aligned)
-    return out.to(x.dtype)
-
-
-def _rois(regions: RegionInputs) -> torch.Tensor:
-    """``(R, 5)`` float32 rois for ``roi_align``: batch index, then the pixel xyxy box (never
-    rounded to a 16-bit model dtype)."""
-    boxes = regions.boxes.to(torch.float32)
-    return torch.cat([regions.batch_index[:, None].to(boxes.dtype), boxes], dim=1)
-
-
-def crop_squares(regions: RegionInputs, context: float) -> torch.Tensor:
-    """``(R, 5)`` float32 rois (batch index, pixel xyxy) of the square crop around each box: side
-    ``context`` x the box's longer side + :data:`CROP_MARGIN`; it may reach past the image."""
-    boxes = regions.boxes.to(torch.float32)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    side = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) * context + CROP_MARGIN
-    squares = torch.cat([centre - side / 2, centre + side / 2], dim=1)
-    return torch.cat([regions.batch_index[:, None].to(squares.dtype), squares], dim=1)
-
-
-def region_crops(pixels: torch.Tensor, regions: RegionInputs, size: int, context: float) -> torch.Tensor:
-    """Zoomed crops ``(R, 3, size, size)`` of the preprocessed images ``pixels`` ``(B, 3, S, S)``
-    over :func:`crop_squares` (bilinear; outside the image reads as 0, the normalised mean)."""
-    return _roi_align(pixels, crop_squares(regions, context), size, 1.0, 2, True)
 
 
 def _zero_init(layer: nn.Module) -> None:
@@ -189,11 +139,11 @@ class GPT4RoIEncoder(nn.Module):
         if len(regions) == 0:
             return features.maps[0].new_zeros(0, self.config.hidden_size), tokens
         levels, strides = self.pyramid(features)
-        rois = _rois(regions)
+        rois = box_rois(regions)
         cfg = self.config
         pooled = sum(
             conv(
-                _roi_align(
+                roi_align_float32(
                     level, rois, cfg.roi_output_size, 1.0 / stride, cfg.roi_sampling_ratio, cfg.roi_aligned
                 )
             )
@@ -218,9 +168,11 @@ class RegionGPTEncoder(nn.Module):
         image_size: int,
         fine_channels: list[int] | None = None,
         crop_channels: int = 0,
+        view_channels: int = 0,
     ) -> None:
         """``crop_channels``: width of the crop features the model passes in (the tower's maps'
-        channels summed; needed when ``region_crop_size`` is set)."""
+        channels summed; needed when ``region_crop_size`` is set); ``view_channels``: width of the
+        image-view tokens (:func:`view_tokens`; needed when ``image_view_size`` is set)."""
         super().__init__()
         self.config = config
         width = config.hidden_size
@@ -265,6 +217,12 @@ class RegionGPTEncoder(nn.Module):
             if config.box_embedding
             else None
         )
+        bands = config.geometry_frequencies
+        self.box_fourier_embed = (
+            nn.Sequential(nn.Linear(2 * BOX_POINTS * bands, width), nn.GELU(), nn.Linear(width, width))
+            if bands
+            else None
+        )
         if config.region_crop_size and crop_channels <= 0:
             raise ValueError(f"region_crop_size {config.region_crop_size} needs crop_channels > 0")
         self.crop_embed = (  # LayerNorm first: the tower's maps differ in scale
@@ -277,7 +235,26 @@ class RegionGPTEncoder(nn.Module):
             if config.region_crop_size
             else None
         )
-        for added in (self.box_embed, self.layout_embed, self.crop_embed):
+        if config.image_view_size and view_channels <= 0:
+            raise ValueError(f"image_view_size {config.image_view_size} needs view_channels > 0")
+        self.view_embed = (  # LayerNorm first: average and max pools differ in scale
+            nn.Sequential(
+                nn.LayerNorm(view_channels),
+                nn.Linear(view_channels, width),
+                nn.GELU(),
+                nn.Linear(width, width),
+            )
+            if config.image_view_size
+            else None
+        )
+        added_branches = (
+            self.box_embed,
+            self.box_fourier_embed,
+            self.layout_embed,
+            self.crop_embed,
+            self.view_embed,
+        )
+        for added in added_branches:
             if added is not None:
                 _zero_init(added[-1])
 
@@ -328,8 +305,8 @@ class RegionGPTEncoder(nn.Module):
         """RoIAlign of the square map ``fmap`` ``(B, W, m, m)`` over each box: ``(R, W * g * g)``,
         ``g`` = ``layout_grid`` (boxes in pixel xyxy of the ``S x S`` input, so the scale is
         ``m / S``)."""
-        grid = _roi_align(
-            fmap, _rois(regions), self.config.layout_grid, fmap.shape[-1] / self.image_size, 2, True
+        grid = roi_align_float32(
+            fmap, box_rois(regions), self.config.layout_grid, fmap.shape[-1] / self.image_size, 2, True
         )
         return grid.flatten(1)
 
@@ -341,35 +318,54 @@ class RegionGPTEncoder(nn.Module):
         mask_area = regions.masks.flatten(1).to(torch.float32).mean(dim=1)
         return torch.cat([boxes, box_area[:, None], mask_area[:, None]], dim=1)
 
-    def image_tokens(self, fmap: torch.Tensor) -> torch.Tensor | None:
+    def image_tokens(self, fmap: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``(B, g * g, W)`` by patch merge of the refined map (``None`` without it), plus the
+        embedded image-view tokens ``view`` ``(B, g * g, view_channels)`` when the encoder takes them."""
         grid = self.config.image_token_grid
         if self.patch_merge is None:
             return None
+        if self.view_embed is not None and (view is None or view.shape[:2] != (fmap.shape[0], grid * grid)):
+            got = None if view is None else tuple(view.shape)
+            raise ValueError(
+                f"image_view_size {self.config.image_view_size}: the encoder needs view tokens "
+                f"({fmap.shape[0]}, {grid * grid}, C), got {got}"
+            )
         pooled = F.adaptive_avg_pool2d(fmap, 2 * grid)  # (B, W, 2g, 2g)
         b, w = pooled.shape[:2]
         merged = (
             pooled.reshape(b, w, grid, 2, grid, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, grid * grid, 4 * w)
         )
-        return self.patch_merge(merged)
+        tokens = self.patch_merge(merged)
+        if self.view_embed is not None:
+            tokens = tokens + self.view_embed(view.to(tokens.dtype))
+        return tokens
 
     def forward(
-        self, features: VisionFeatures, regions: RegionInputs, crop_features: torch.Tensor | None = None
+        self,
+        features: VisionFeatures,
+        regions: RegionInputs,
+        crop_features: torch.Tensor | None = None,
+        view_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(R, W)`` region features and image tokens (or ``None``); ``crop_features``
         ``(R, crop_channels)``: each region's crop through the tower, maps averaged (required with
-        ``region_crop_size``, ignored otherwise)."""
+        ``region_crop_size``, ignored otherwise); ``view_features`` ``(B, g * g, view_channels)``:
+        :func:`view_tokens` of the larger view (required with ``image_view_size``)."""
         grid = self.config.image_token_grid
         tokens = grid_tokens(features, grid) if grid and self.from_tower else None
         if len(regions) == 0 and tokens is not None:
             return features.tokens.new_zeros(0, self.config.hidden_size), tokens
         fmap = self.feature_map(features)
         if tokens is None:
-            tokens = self.image_tokens(fmap)
+            tokens = self.image_tokens(fmap, view_features)
         if len(regions) == 0:
             return fmap.new_zeros(0, self.config.hidden_size), tokens
         pooled = self.pool_masks(fmap, regions)
         if self.box_embed is not None:
             pooled = pooled + self.box_embed(self.geometry(regions).to(pooled.dtype))
+        if self.box_fourier_embed is not None:
+            fourier = box_fourier_features(regions.boxes, self.image_size, self.config.geometry_frequencies)
+            pooled = pooled + self.box_fourier_embed(fourier.to(pooled.dtype))
         if self.layout_embed is not None:
             pooled = pooled + self.layout_embed(self.layout(fmap, regions))
         if self.crop_embed is not None:
@@ -407,11 +403,18 @@ def build_region_encoder(config: RegionEncoderConfig, tower: nn.Module) -> nn.Mo
                 f"stride-{base:g} map reaches strides {base / 2:g} and {base / 4:g} only"
             )
     crop = config.region_crop_size
-    if crop and getattr(tower, "fixed_input_size", False) and crop != tower.image_size:
-        raise ValueError(
-            f"region_crop_size {crop}: this vision tower takes {tower.image_size}-pixel inputs only"
-        )
+    view = config.image_view_size
+    for key, side in (("region_crop_size", crop), ("image_view_size", view)):
+        if side and getattr(tower, "fixed_input_size", False) and side != tower.image_size:
+            raise ValueError(f"{key} {side}: this vision tower takes {tower.image_size}-pixel inputs only")
     crop_channels = sum(tower.channels) if crop else 0
+    view_channels = 2 * sum(tower.channels) if view else 0
     return RegionGPTEncoder(
-        config, in_channels, tower.token_channels, tower.image_size, fine_channels, crop_channels
+        config,
+        in_channels,
+        tower.token_channels,
+        tower.image_size,
+        fine_channels,
+        crop_channels,
+        view_channels,
     )

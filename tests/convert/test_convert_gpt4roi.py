@@ -14,7 +14,7 @@ from transformers import LlamaForCausalLM
 from regiongpt.api import RegionGPT
 from regiongpt.convert.gpt4roi import convert_gpt4roi, pyramid_layers
 from regiongpt.convert.weights import ConversionError
-from regiongpt.modeling.region_encoders import RegionInputs
+from regiongpt.modeling.region_inputs import RegionInputs
 from tests.convert.builders import GN_GROUPS, IMAGE_SIZE, SPI, llama_config, make_gpt4roi
 
 

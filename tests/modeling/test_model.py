@@ -192,7 +192,7 @@ def test_vision_and_region_overrides_add_a_finer_map_to_a_trained_efficientnet_m
 
 @pytest.mark.parametrize("tower", ["efficientnet", "clip"])
 def test_region_crops_go_through_the_tower_and_train_the_crop_embedding(tiny_factory, rgb_image, tower):
-    from regiongpt.modeling.region_encoders import RegionInputs, region_crops
+    from regiongpt.modeling.region_inputs import RegionInputs, region_crops
 
     model, processor = tiny_factory(tower=tower)
     size = model.vision_tower.image_size if tower == "clip" else 48
@@ -213,6 +213,30 @@ def test_region_crops_go_through_the_tower_and_train_the_crop_embedding(tiny_fac
     cropping(**batch).loss.backward()
     assert cropping.region_encoder.crop_embed[-1].weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in cropping.vision_tower.parameters())  # frozen tower
+
+
+def test_the_image_view_goes_through_the_tower_and_trains_the_view_embedding(tiny_factory, rgb_image):
+    from regiongpt.modeling.region_inputs import view_tokens
+
+    model, processor = tiny_factory(tower="efficientnet")
+    viewing, _ = tiny_factory(tower="efficientnet", image_view_size=64)
+    viewing.load_state_dict(model.state_dict(), strict=False)
+    batch = processor([CONV, CONV], [rgb_image, rgb_image[::-1].copy()], [BOXES, BOXES[::-1]])
+    grid = viewing.config.region.image_token_grid
+    with torch.no_grad():  # zero-initialised: the same answers as without the view
+        torch.testing.assert_close(viewing(**batch).logits, model(**batch).logits)
+        features = viewing.encode_images(batch["pixel_values"])
+        view = viewing.encode_image_view(features)
+        larger = torch.nn.functional.interpolate(batch["pixel_values"], size=(64, 64), mode="bilinear")
+        torch.testing.assert_close(view, view_tokens(viewing.vision_tower(larger).maps, grid))
+    assert view.shape == (2, grid * grid, 2 * sum(viewing.vision_tower.channels))
+    viewing.set_trainable(["region_encoder.view_embed"])
+    viewing.train()
+    viewing(**batch).loss.backward()
+    assert viewing.region_encoder.view_embed[-1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in viewing.vision_tower.parameters())  # frozen tower
+    with pytest.raises(ValueError, match="image_view_size 64: this vision tower takes"):
+        tiny_factory(tower="clip", image_view_size=64)
 
 
 def test_a_stored_language_model_loads_from_the_checkpoint_and_a_lost_weight_is_an_error(

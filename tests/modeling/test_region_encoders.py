@@ -9,11 +9,9 @@ from regiongpt.modeling.configuration import RegionEncoderConfig
 from regiongpt.modeling.region_encoders import (
     GPT4RoIEncoder,
     RegionGPTEncoder,
-    RegionInputs,
     build_region_encoder,
-    crop_squares,
-    region_crops,
 )
+from regiongpt.modeling.region_inputs import RegionInputs
 from regiongpt.modeling.vision import VisionFeatures
 
 
@@ -157,6 +155,44 @@ def test_box_embedding_starts_as_a_no_op_and_then_tells_equal_looking_regions_ap
     assert (a - b).abs().max() > 1e-3
 
 
+def test_geometry_frequencies_start_as_a_no_op_and_then_tell_nearby_boxes_apart():
+    torch.manual_seed(0)
+    plain = RegionEncoderConfig(
+        type="regiongpt", hidden_size=4, feature_levels=[0], refine=False, image_token_grid=0
+    )
+    encoder = RegionGPTEncoder(
+        RegionEncoderConfig(**{**plain.to_dict(), "geometry_frequencies": 4}), [4], 4, 64
+    )
+    assert encoder.box_fourier_embed[0].in_features == 2 * 6 * 4
+    fmap = torch.ones(1, 4, 8, 8)
+    left, shifted = _box_region([8, 8, 24, 24]), _box_region([10, 8, 26, 24])
+    pooled, _ = RegionGPTEncoder(plain, [4], 4, 64)(_features(fmap), left)
+    start, _ = encoder(_features(fmap), left)
+    torch.testing.assert_close(start, pooled)  # zero-initialised output layer
+    torch.nn.init.normal_(encoder.box_fourier_embed[-1].weight)
+    a, _ = encoder(_features(fmap), left)
+    b, _ = encoder(_features(fmap), shifted)
+    assert (a - b).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="geometry_frequencies"):
+        RegionEncoderConfig(type="gpt4roi", geometry_frequencies=2)
+    with pytest.raises(ValueError, match="geometry_frequencies"):
+        RegionEncoderConfig(geometry_frequencies=-1)
+
+
+def test_the_image_view_is_an_option_of_the_regiongpt_encoder_and_needs_its_tokens():
+    encoder = RegionGPTEncoder(
+        RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], image_view_size=64),
+        [4],
+        4,
+        64,
+        view_channels=6,
+    )
+    with pytest.raises(ValueError, match="needs view tokens"):
+        encoder.image_tokens(torch.randn(1, 4, 32, 32))
+    with pytest.raises(ValueError, match="image_view_size"):
+        RegionEncoderConfig(image_view_size=64, image_token_grid=0)
+
+
 def test_fine_levels_start_as_a_no_op_and_then_add_detail_at_their_grid():
     torch.manual_seed(0)
     plain = RegionEncoderConfig(type="regiongpt", hidden_size=4, feature_levels=[0], image_token_grid=0)
@@ -268,25 +304,6 @@ def test_levels_the_tower_does_not_have_or_cannot_reach_are_refused_at_build():
         )
     with pytest.raises(ValueError, match="one entry each in fine_channels"):
         RegionGPTEncoder(RegionEncoderConfig(type="regiongpt", hidden_size=8, fine_levels=[1]), [8], 8, 64)
-
-
-def test_region_crops_zoom_on_a_square_around_each_box():
-    pixels = torch.arange(64.0).expand(1, 3, 64, 64).clone()  # each pixel holds its x coordinate
-    pixels = torch.cat([pixels, 100 + pixels])  # image 1: x + 100
-    regions = RegionInputs(
-        torch.tensor([[10.0, 20, 30, 30], [0, 0, 8, 4]]), torch.ones(2, 64, 64), torch.tensor([0, 1])
-    )
-    # longer side 20 -> 20 * 1.3 + 4 = 30 around the centre (20, 25); 8 -> 14.4 around (4, 2)
-    torch.testing.assert_close(
-        crop_squares(regions, 1.3), torch.tensor([[0, 5.0, 10, 35, 40], [1, -3.2, -5.2, 11.2, 9.2]])
-    )
-    crops = region_crops(pixels, regions, 30, 1.3)
-    assert crops.shape == (2, 3, 30, 30)
-    torch.testing.assert_close(crops[0, 1, 7], torch.arange(5.0, 35.0))  # one column per pixel
-    assert crops[1].max() <= 100 + 12 and crops[1].min() >= 0  # image 1; outside the image reads 0
-    # context 1.0: the box's own square plus the margin, 20 + 4 = 24 around (20, 25)
-    torch.testing.assert_close(crop_squares(regions, 1.0)[0], torch.tensor([0, 8.0, 13, 32, 37]))
-    torch.testing.assert_close(region_crops(pixels, regions, 24, 1.0)[0, 0, 3], torch.arange(8.0, 32.0))
 
 
 def test_region_crop_starts_as_a_no_op_and_then_adds_the_crops_features():
