@@ -64,6 +64,18 @@ def _zero_init(layer: nn.Module) -> None:
     nn.init.zeros_(layer.bias)
 
 
+def _added_branch(in_features: int, width: int, enabled: bool, normed: bool = False) -> nn.Sequential | None:
+    """MLP ``in_features -> width -> width`` (GELU; LayerNorm first with ``normed``, for inputs of
+    mixed scale) whose output layer starts at zero, so adding it to a trained encoder changes
+    nothing until it is trained; ``None`` unless ``enabled``."""
+    if not enabled:
+        return None
+    norm = [nn.LayerNorm(in_features)] if normed else []
+    branch = nn.Sequential(*norm, nn.Linear(in_features, width), nn.GELU(), nn.Linear(width, width))
+    _zero_init(branch[-1])
+    return branch
+
+
 def _select(features: VisionFeatures, levels: list[int]) -> tuple[list[torch.Tensor], list[float]]:
     return [features.maps[i] for i in levels], [features.strides[i] for i in levels]
 
@@ -191,11 +203,7 @@ class RegionGPTEncoder(nn.Module):
             else nn.Identity()
         )
         side = config.layout_grid
-        self.layout_embed = (
-            nn.Sequential(nn.Linear(width * side * side, width), nn.GELU(), nn.Linear(width, width))
-            if side
-            else None
-        )
+        self.layout_embed = _added_branch(width * side * side, width, bool(side))
         fine_channels = fine_channels or []
         if len(fine_channels) != len(config.fine_levels):
             raise ValueError(
@@ -212,51 +220,16 @@ class RegionGPTEncoder(nn.Module):
         self.patch_merge = nn.Sequential(nn.Linear(4 * width, width), nn.GELU()) if merge else None
         self.token_channels = token_channels if self.from_tower else width
         self.image_size = image_size
-        self.box_embed = (
-            nn.Sequential(nn.Linear(GEOMETRY_FEATURES, width), nn.GELU(), nn.Linear(width, width))
-            if config.box_embedding
-            else None
-        )
+        self.box_embed = _added_branch(GEOMETRY_FEATURES, width, config.box_embedding)
         bands = config.geometry_frequencies
-        self.box_fourier_embed = (
-            nn.Sequential(nn.Linear(2 * BOX_POINTS * bands, width), nn.GELU(), nn.Linear(width, width))
-            if bands
-            else None
-        )
+        self.box_fourier_embed = _added_branch(2 * BOX_POINTS * bands, width, bool(bands))
         if config.region_crop_size and crop_channels <= 0:
             raise ValueError(f"region_crop_size {config.region_crop_size} needs crop_channels > 0")
-        self.crop_embed = (  # LayerNorm first: the tower's maps differ in scale
-            nn.Sequential(
-                nn.LayerNorm(crop_channels),
-                nn.Linear(crop_channels, width),
-                nn.GELU(),
-                nn.Linear(width, width),
-            )
-            if config.region_crop_size
-            else None
-        )
+        # LayerNorm first: the tower's maps differ in scale, as do average and max pools.
+        self.crop_embed = _added_branch(crop_channels, width, bool(config.region_crop_size), normed=True)
         if config.image_view_size and view_channels <= 0:
             raise ValueError(f"image_view_size {config.image_view_size} needs view_channels > 0")
-        self.view_embed = (  # LayerNorm first: average and max pools differ in scale
-            nn.Sequential(
-                nn.LayerNorm(view_channels),
-                nn.Linear(view_channels, width),
-                nn.GELU(),
-                nn.Linear(width, width),
-            )
-            if config.image_view_size
-            else None
-        )
-        added_branches = (
-            self.box_embed,
-            self.box_fourier_embed,
-            self.layout_embed,
-            self.crop_embed,
-            self.view_embed,
-        )
-        for added in added_branches:
-            if added is not None:
-                _zero_init(added[-1])
+        self.view_embed = _added_branch(view_channels, width, bool(config.image_view_size), normed=True)
 
     def feature_map(self, features: VisionFeatures) -> torch.Tensor:
         """Refined map ``(B, W, 4h, 4w)``, or ``(B, W, h, w)`` with ``refine=False`` (``h, w``: the
