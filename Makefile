@@ -143,6 +143,9 @@ data/experiments/mix_geometry.jsonl: data/regionworld_crowded/train.jsonl data/r
 		data/regionworld_yes_no/train.jsonl
 data/experiments/mix_image_view.jsonl: data/regionworld_yes_no_only/train.jsonl \
 		data/experiments/mix_small_photos_heavy.jsonl data/experiments/mix_balanced_yes_no.jsonl
+data/experiments/mix_joint.jsonl: data/regionworld_yes_no_only/train.jsonl data/regionworld_relation/train.jsonl \
+		data/regionworld_crowded/train.jsonl data/experiments/mix_small_photos_heavy.jsonl \
+		data/experiments/mix_balanced_yes_no.jsonl
 data/experiments/mix_category_brief.jsonl: data/regionworld_category_brief/train.jsonl data/photos/train.jsonl \
 		data/experiments/mix_balanced_yes_no.jsonl
 data/%.jsonl: recipes/%.yaml

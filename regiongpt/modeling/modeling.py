@@ -145,11 +145,16 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         self.config.freeze_vision_tower = not any(n.split(".")[0] == "vision_tower" for n in components)
 
     # ----------------------------------------------------------------------------- encoding
-    def encode_images(self, pixel_values: torch.Tensor) -> VisionFeatures:
-        """Vision features of ``(I, 3, S, S)`` preprocessed images (no grad if the tower is frozen)."""
+    def encode_images(self, pixel_values: torch.Tensor, with_view: bool = True) -> VisionFeatures:
+        """Vision features of ``(I, 3, S, S)`` preprocessed images (no grad if the tower is
+        frozen), with the larger view of each image attached (``features.view``) when the region
+        encoder takes one and ``with_view``: the view is encoded once per image, not per question."""
         dtype = next(self.vision_tower.parameters()).dtype
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_vision_tower):
-            return self.vision_tower(pixel_values.to(dtype))
+            features = self.vision_tower(pixel_values.to(dtype))
+        if with_view:
+            features.view = self.encode_image_view(features)
+        return features
 
     def encode_region_crops(self, features: VisionFeatures, regions: RegionInputs) -> torch.Tensor | None:
         """``(R, sum of the tower's map channels)``: each region's zoomed crop
@@ -161,7 +166,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         if features.pixels is None:
             raise ValueError("region crops are cut from the input pixels, but these features carry none")
         crops = region_crops(features.pixels, regions, size, self.config.region.region_crop_context)
-        maps = self.encode_images(crops).maps
+        maps = self.encode_images(crops, with_view=False).maps
         return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
 
     def encode_image_view(self, features: VisionFeatures) -> torch.Tensor | None:
@@ -174,7 +179,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         if features.pixels is None:
             raise ValueError("the image view is resized from the input pixels, but these features carry none")
         view = F.interpolate(features.pixels, size=(size, size), mode="bilinear", align_corners=False)
-        return view_tokens(self.encode_images(view).maps, self.config.region.image_token_grid)
+        return view_tokens(self.encode_images(view, with_view=False).maps, self.config.region.image_token_grid)
 
     def encode_regions(
         self, features: VisionFeatures, regions: RegionInputs
@@ -186,7 +191,7 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         crops = self.encode_region_crops(features, regions)
         if crops is not None:
             extra["crop_features"] = crops
-        view = self.encode_image_view(features)
+        view = features.view if features.view is not None else self.encode_image_view(features)
         if view is not None:
             extra["view_features"] = view
         return self.region_encoder(features, regions, **extra)

@@ -24,17 +24,21 @@ class VisionFeatures:
 
     ``maps[l]``: ``(B, C_l, H_l, W_l)``; ``strides[l]``: input pixels per cell of map ``l``;
     ``tokens``: ``(B, g, g, C)`` grid used for GPT4RoI-style image tokens; ``pixels``: the
-    ``(B, 3, S, S)`` preprocessed input they came from (region crops are cut from it)."""
+    ``(B, 3, S, S)`` preprocessed input they came from (region crops are cut from it); ``view``:
+    ``(B, g * g, V)`` pooled larger view of each image, when the model takes one (set by
+    ``RegionGPTForConditionalGeneration.encode_images``, so one encoding serves many questions)."""
 
     maps: list[torch.Tensor]
     strides: list[float]
     tokens: torch.Tensor
     pixels: torch.Tensor | None = None
+    view: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor | list[int]) -> VisionFeatures:
         """Features of a subset of images (e.g. one image repeated for many questions)."""
         pixels = self.pixels[index] if self.pixels is not None else None
-        return VisionFeatures([m[index] for m in self.maps], self.strides, self.tokens[index], pixels)
+        view = self.view[index] if self.view is not None else None
+        return VisionFeatures([m[index] for m in self.maps], self.strides, self.tokens[index], pixels, view)
 
 
 class HFVisionTower(nn.Module):

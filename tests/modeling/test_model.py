@@ -230,6 +230,19 @@ def test_the_image_view_goes_through_the_tower_and_trains_the_view_embedding(tin
         larger = torch.nn.functional.interpolate(batch["pixel_values"], size=(64, 64), mode="bilinear")
         torch.testing.assert_close(view, view_tokens(viewing.vision_tower(larger).maps, grid))
     assert view.shape == (2, grid * grid, 2 * sum(viewing.vision_tower.channels))
+    torch.testing.assert_close(features.view, view)  # attached once, at encoding
+    torch.testing.assert_close(features.select([1, 1]).view, view[[1, 1]])
+    names = ("region_boxes", "region_masks", "region_image_index", "region_token_index")
+    regions = {name: batch[name] for name in names}
+    tower_calls = []
+    hook = viewing.vision_tower.register_forward_hook(lambda *_: tower_calls.append(1))
+    with torch.no_grad():  # questions on encoded features run the tower no more
+        reused = viewing.embed_inputs(batch["input_ids"], features=features, **regions)
+    hook.remove()
+    assert tower_calls == []
+    with torch.no_grad():
+        fresh = viewing.embed_inputs(batch["input_ids"], batch["pixel_values"], **regions)
+    torch.testing.assert_close(reused, fresh)
     viewing.set_trainable(["region_encoder.view_embed"])
     viewing.train()
     viewing(**batch).loss.backward()
