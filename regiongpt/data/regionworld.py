@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from regiongpt.tasks import Task
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: yes/no "yes" questions record the queried shape's size
 IMAGE_SIZE = 224
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart")

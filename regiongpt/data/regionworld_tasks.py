@@ -21,7 +21,8 @@ multiple_choice           the option letter "A".."D" (colour, shape or texture o
 
 ``meta`` always holds ``image_index``, ``split``, ``theme``, ``objects`` (attributes, box, area
 of each region in order), ``size`` (size bucket of the region asked about; the first region for
-relation) and ``compositional`` (a held-out colour-shape pair is involved).
+relation; for a yes/no "yes", the queried shape's largest instance) and ``compositional`` (a
+held-out colour-shape pair is involved).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from regiongpt.data.regionworld import (
     COLOURS,
     IMAGE_SIZE,
     SHAPES,
+    SIZES,
     TEXTURES,
     RegionWorldConfig,
     Scene,
@@ -294,8 +296,10 @@ class _Builder:
     def yes_no(self, k: int) -> None:
         present = {o.shape for o in self.scene.objects}
         pope_split = POPE_SPLITS[(self.scene.index + k // 2) % len(POPE_SPLITS)]
+        size = None  # "yes": the size of the queried shape's largest instance
         if k % 2 == 0:
             label, shape = "yes", self.pick(sorted(present, key=SHAPES.index))
+            size = max((o.size for o in self.scene.objects if o.shape == shape), key=SIZES.index)
         else:
             label, shape = "no", self.negative(present, pope_split, k // 2)
         question = with_instruction(f"Is there a {shape} in the image?", Task.YES_NO)
@@ -308,6 +312,7 @@ class _Builder:
             pope_split=pope_split,
             query=shape,
             shapes_present=sorted(present, key=SHAPES.index),
+            size=size,
             compositional=any(o.compositional for o in self.scene.objects),
         )
 

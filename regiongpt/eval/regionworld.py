@@ -12,7 +12,8 @@ detailed                  the region's attribute words (first sentence up to the
                           BLEU-4 and CIDEr (java-free tokenizer)
 relation                  exact match, by relation kind (position / larger / overlap)
 choose_region             parsed "region K" equals the reference, by size
-yes_no                    accuracy, precision, recall, F1, yes-ratio per POPE split and overall
+yes_no                    accuracy, precision, recall, F1, yes-ratio per POPE split and overall;
+                          recall by queried shape and by the size of its largest instance
 multiple_choice           parsed option letter equals the reference, by attribute asked
 ========================  =====================================================================
 """
@@ -31,6 +32,7 @@ from regiongpt.eval.metrics import (
     caption_attributes_correct,
     first_sentence,
     grouped_mean,
+    is_yes,
     normalize_answer,
     parse_attributes,
     parse_choice_letter,
@@ -133,6 +135,13 @@ def _yes_no(items: list[EvalItem], preds: list[str]) -> dict[str, Any]:
         chosen = [(p, it.reference) for p, it in zip(preds, items) if it.meta.get("pope_split") == split]
         if chosen:
             out[split] = yes_no_metrics([p for p, _ in chosen], [r for _, r in chosen])
+    present = [(is_yes(p), it.meta) for p, it in zip(preds, items) if is_yes(it.reference)]
+    if present:  # where "yes" is missed: which shapes, how small
+        said_yes = [said for said, _ in present]
+        out["recall_by_query"] = grouped_mean(said_yes, [meta.get("query") for _, meta in present])
+        sizes = [meta.get("size") for _, meta in present]
+        if any(sizes):  # sets generated before the size was recorded lack it
+            out["recall_by_size"] = grouped_mean(said_yes, sizes)
     return out
 
 

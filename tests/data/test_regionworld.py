@@ -237,6 +237,21 @@ def test_yes_no_balanced_per_pope_split(dataset) -> None:
             assert counts[(pope, "yes")] == counts[(pope, "no")] > 0, (split, pope)
 
 
+def test_a_yes_question_records_the_size_of_the_queried_shapes_largest_instance(dataset) -> None:
+    _, _, records = dataset
+    yes_no = [r for r in records["test"] if r.task == Task.YES_NO]
+    for record in yes_no:
+        meta = record.meta
+        if record.conversations[1]["value"] == "no":
+            assert meta["size"] is None
+            continue
+        scene = _scene("test", meta["image_index"])
+        sides = [o.box[2] - o.box[0] for o in scene.objects if o.shape == meta["query"]]
+        sides += [o.box[3] - o.box[1] for o in scene.objects if o.shape == meta["query"]]
+        assert meta["size"] == size_bucket(max(sides)), record.id
+    assert {r.meta["size"] for r in yes_no} > {None}
+
+
 def test_pope_negative_kinds_differ(dataset) -> None:
     _, _, records = dataset
     stats = shape_statistics()

@@ -75,6 +75,12 @@ def test_regionworld_scoring_of_perfect_and_empty_answers(world) -> None:
             assert values[headline.get(task, "accuracy")] == 1.0, task
     empty = score_regionworld(items, [{"prediction": ""} for it in items])
     assert empty["category"]["accuracy"] == 0.0 and empty["brief"]["all_attributes_correct"] == 0.0
+    # recall of the present shapes, by shape and by size: all or nothing here
+    positives = [it for it in items if it.task == Task.YES_NO and it.reference == "yes"]
+    assert positives
+    assert perfect["yes_no"]["recall_by_query"] == {it.meta["query"]: 1.0 for it in positives}
+    assert set(empty["yes_no"]["recall_by_size"].values()) == {0.0}
+    assert set(empty["yes_no"]["recall_by_size"]) == {it.meta["size"] for it in positives}
 
 
 def test_rec_likelihood_with_a_tiny_model_takes_the_unbatched_argmax(world, tiny_factory, tmp_path) -> None:
