@@ -74,7 +74,9 @@ def box_features(
         regions = RegionInputs(boxes, masks, torch.tensor([0]))
         pooled = [roi_align_float32(m, box_rois(regions), 7, 1 / s, 2, True).mean(dim=(2, 3)) for m, s in
                   zip(features.maps, features.strides)]  # fmt: skip
-        crop = model.encode_images(region_crops(features.pixels, regions, crop_size, crop_context))
+        crop = model.encode_images(
+            region_crops(features.pixels, regions, crop_size, crop_context), with_view=False
+        )
         out["roi_maps"].append(torch.cat(pooled, dim=1)[0].float().numpy())
         out["crop"].append(torch.cat([m.mean(dim=(2, 3)) for m in crop.maps], dim=1)[0].float().numpy())
         encoded = model.encode_regions(features, regions)[0]

@@ -53,7 +53,9 @@ def test_session_keeps_history_and_numbers_regions_across_turns(engine, rgb_imag
 def test_session_encodes_the_image_once(engine, rgb_image, monkeypatch):
     calls = []
     original = engine.model.encode_images
-    monkeypatch.setattr(engine.model, "encode_images", lambda pixels: calls.append(1) or original(pixels))
+    monkeypatch.setattr(
+        engine.model, "encode_images", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    )
     session = engine.session(rgb_image)
     session.ask("What is <region1>?", regions=[[0, 0, 20, 20]], max_new_tokens=2)
     session.ask("And now?", max_new_tokens=2)

@@ -54,7 +54,7 @@ def measure(name: str, args, device: torch.device, dtype: torch.dtype) -> dict:
         embeds = model.embed_inputs(**{k: v for k, v in batch.items() if k != "attention_mask"})
 
         def encoder() -> None:
-            region_features, tokens = model.region_encoder(features, regions)
+            region_features, tokens = model.encode_regions(features, regions)
             model.region_projector(region_features)
             if tokens is not None:
                 model.project_image(tokens)

@@ -1,4 +1,4 @@
-"""RegionWorld's pixels: the canvas, the palette, shape masks, textures and the background clutter.
+"""RegionWorld's pixels: the image size, the palette, shape masks, textures and the background clutter.
 
 Drawing is exact and without anti-aliasing (see :mod:`regiongpt.data.regionworld` for what the
 scenes promise); everything here is a pure function of its arguments and the generator passed in.

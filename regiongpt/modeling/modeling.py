@@ -179,7 +179,9 @@ class RegionGPTForConditionalGeneration(PreTrainedModel):
         if features.pixels is None:
             raise ValueError("the image view is resized from the input pixels, but these features carry none")
         view = F.interpolate(features.pixels, size=(size, size), mode="bilinear", align_corners=False)
-        return view_tokens(self.encode_images(view, with_view=False).maps, self.config.region.image_token_grid)
+        return view_tokens(
+            self.encode_images(view, with_view=False).maps, self.config.region.image_token_grid
+        )
 
     def encode_regions(
         self, features: VisionFeatures, regions: RegionInputs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -234,15 +236,20 @@ def test_the_image_view_goes_through_the_tower_and_trains_the_view_embedding(tin
     torch.testing.assert_close(features.select([1, 1]).view, view[[1, 1]])
     names = ("region_boxes", "region_masks", "region_image_index", "region_token_index")
     regions = {name: batch[name] for name in names}
+    with torch.no_grad():  # a trained view branch: the view now moves the image tokens
+        torch.nn.init.normal_(viewing.region_encoder.view_embed[-1].weight)
     tower_calls = []
     hook = viewing.vision_tower.register_forward_hook(lambda *_: tower_calls.append(1))
     with torch.no_grad():  # questions on encoded features run the tower no more
         reused = viewing.embed_inputs(batch["input_ids"], features=features, **regions)
+        swapped = dataclasses.replace(features, view=features.view.flip(0))
+        other = viewing.embed_inputs(batch["input_ids"], features=swapped, **regions)
     hook.remove()
     assert tower_calls == []
     with torch.no_grad():
         fresh = viewing.embed_inputs(batch["input_ids"], batch["pixel_values"], **regions)
     torch.testing.assert_close(reused, fresh)
+    assert not torch.allclose(reused, other)  # the attached view is the one used
     viewing.set_trainable(["region_encoder.view_embed"])
     viewing.train()
     viewing(**batch).loss.backward()
