@@ -140,8 +140,9 @@ def _yes_no(items: list[EvalItem], preds: list[str]) -> dict[str, Any]:
         said_yes = [said for said, _ in present]
         out["recall_by_query"] = grouped_mean(said_yes, [meta.get("query") for _, meta in present])
         sizes = [meta.get("size") for _, meta in present]
-        if any(sizes):  # sets generated before the size was recorded lack it
+        if any(sizes):  # sets generated before the size was recorded (generator 1.0) lack it
             out["recall_by_size"] = grouped_mean(said_yes, sizes)
+            out["recall_by_size_count"] = sum(size is not None for size in sizes)
     return out
 
 

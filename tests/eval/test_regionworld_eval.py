@@ -81,6 +81,17 @@ def test_regionworld_scoring_of_perfect_and_empty_answers(world) -> None:
     assert perfect["yes_no"]["recall_by_query"] == {it.meta["query"]: 1.0 for it in positives}
     assert set(empty["yes_no"]["recall_by_size"].values()) == {0.0}
     assert set(empty["yes_no"]["recall_by_size"]) == {it.meta["size"] for it in positives}
+    assert empty["yes_no"]["recall_by_size_count"] == len(positives)
+
+
+def test_recall_by_size_counts_only_questions_that_record_a_size(world) -> None:
+    items = [it for it in load_items(world / "test.jsonl") if it.task == Task.YES_NO]
+    positives = [it for it in items if it.reference == "yes"]
+    assert len(positives) >= 2
+    positives[0].meta.pop("size")  # as in a set from generator 1.0
+    scores = score_regionworld(items, [{"prediction": it.reference} for it in items])["yes_no"]
+    assert scores["recall_by_size_count"] == len(positives) - 1
+    assert sum(scores["recall_by_query"].values()) == len(scores["recall_by_query"])  # all still scored
 
 
 def test_rec_likelihood_with_a_tiny_model_takes_the_unbatched_argmax(world, tiny_factory, tmp_path) -> None:
