@@ -324,7 +324,7 @@ def mix(
 
     Example mix.yaml: [{path: coco.jsonl, ratio: 0.5}, {path: vg.jsonl, count: 20000, name: vg}]
 
-    Example: regiongpt data convert mix recipes/stage2_mix.yaml --out data/stage2.jsonl --seed 0
+    Example: regiongpt data convert mix my_mix.yaml --out data/stage2.jsonl --seed 0
     """
     try:
         counts = write_mix(mix_file, out, seed=seed, shuffle=shuffle)
