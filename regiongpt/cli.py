@@ -99,10 +99,12 @@ def describe(
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
     dtype: DtypeOption = "auto",
 ) -> None:
-    from regiongpt.imaging import load_image
+    from regiongpt.imaging import image_format_for, load_image, save_image_atomic
     from regiongpt.regions import Box, Mask, Point, region_to_json, validate_regions
 
     try:
+        if out is not None:
+            image_format_for(out)  # before the model runs: a bad name fails fast
         parsed_task = Task.parse(task)
         if parsed_task not in (Task.CATEGORY, Task.BRIEF, Task.DETAILED):
             raise ValueError(f"describe supports the tasks category, brief and detailed, not {task!r}")
@@ -131,7 +133,7 @@ def describe(
     if out is not None:
         from regiongpt.visualize import draw_regions
 
-        draw_regions(loaded, regions, answers).save(out)
+        save_image_atomic(draw_regions(loaded, regions, answers), out)
         typer.echo(f"annotated image written to {out}", err=True)
     if as_json:
         items = [
@@ -231,7 +233,7 @@ def demo(
 
     try:
         run_demo(model, out)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise fail(str(error)) from None
 
 

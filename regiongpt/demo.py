@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from regiongpt.imaging import image_format_for, save_image_atomic
 from regiongpt.regions import Box
 from regiongpt.tasks import Task
 from regiongpt.visualize import draw_regions
@@ -29,8 +30,11 @@ def _say(text: str = "") -> None:
 
 
 def run_demo(model_name: str, out: Path) -> None:
+    """Describe the bundled scenes and photo with ``model_name`` and write their annotated
+    contact sheet to ``out`` (an image file name: .png, .jpg, ...; checked before any work)."""
     from regiongpt.api import RegionGPT
 
+    image_format_for(out)
     start = time.perf_counter()
     engine = RegionGPT.from_pretrained(model_name)
     _say(f"loaded model {model_name!r} in {time.perf_counter() - start:.1f} s\n{HONESTY}\n")
@@ -64,8 +68,7 @@ def run_demo(model_name: str, out: Path) -> None:
             _say(f"  region{k}\t{brief}\t(category: {category})")
         panels.append(draw_regions(photo, CHELSEA_BOXES, answers))
     sheet = _contact_sheet(panels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    save_image_atomic(sheet, out)
     _say(f"\nannotated image: {out.resolve()}  (total {time.perf_counter() - start:.1f} s)")
 
 

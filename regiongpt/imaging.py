@@ -1,12 +1,15 @@
-"""Image loading: PIL images, paths and arrays to RGB PIL images, with clear errors."""
+"""Image loading (PIL images, paths and arrays to RGB PIL images) and saving, with clear errors."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from regiongpt.atomic import write_bytes_atomic
 
 ImageLike = Union[Image.Image, str, Path, np.ndarray]
 
@@ -85,3 +88,21 @@ def load_mask_image(path: str | Path) -> np.ndarray:
         return np.asarray(image.getchannel("A")) > 127
     array = np.asarray(image.convert("L"))
     return array > 127 if array.max() > 1 else array > 0
+
+
+def image_format_for(path: str | Path) -> str:
+    """PIL's format name for writing ``path`` by its extension (``.png`` -> ``"PNG"``); raises
+    ``ValueError`` naming the path when PIL cannot write that extension."""
+    path = Path(path)
+    name = Image.registered_extensions().get(path.suffix.lower())
+    if name is None or name not in Image.SAVE:
+        raise ValueError(f"cannot write an image to {str(path)!r}: use a .png, .jpg or .webp file name")
+    return name
+
+
+def save_image_atomic(image: Image.Image, path: str | Path) -> None:
+    """Write ``image`` in the format of ``path``'s extension, all or nothing (a failed write leaves
+    the old file, if any, as it was)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format_for(path))
+    write_bytes_atomic(path, buffer.getvalue())

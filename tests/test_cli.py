@@ -93,6 +93,19 @@ def test_describe_dtype_option(saved_model, image_file):
         (lambda img, tmp: ["describe", img], "give at least one region"),
         (lambda img, tmp: ["describe", img, "--box", "0,0,5,5", "--task", "relation"], "describe supports"),
         (lambda img, tmp: ["describe", img, "--box", "0,0,5,5", "--model", tmp / "none"], "no model at"),
+        (  # checked before the model loads: this one does not exist
+            lambda img, tmp: [
+                "describe",
+                img,
+                "--box",
+                "0,0,5,5",
+                "--model",
+                tmp / "none",
+                "--out",
+                tmp / "a.txt",
+            ],
+            "cannot write an image to",
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(image_file, tmp_path, make_args, message):
