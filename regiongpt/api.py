@@ -14,6 +14,7 @@ EXIF orientation applied.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,8 @@ class RegionGPT:
         return image, self.model.encode_images(pixels[None].to(self.device))
 
     def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict[str, Any]:
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
         sampling = (
             {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         )

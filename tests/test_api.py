@@ -34,6 +34,9 @@ def test_describe_bad_inputs_name_the_region_and_value(engine, rgb_image):
     with pytest.raises(ValueError, match="image array must be HxWx3 uint8"):
         engine.describe(np.zeros((4, 4, 3), dtype=np.float32), [[0, 0, 1, 1]])
     assert engine.describe(rgb_image, []) == []
+    conversation = [[{"role": "user", "content": "What is <region1>?"}]]
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0.*got nan"):
+        engine.generate(conversation, rgb_image, [[Box(0, 0, 5, 5)]], temperature=float("nan"))
 
 
 def test_session_keeps_history_and_numbers_regions_across_turns(engine, rgb_image):
@@ -46,6 +49,9 @@ def test_session_keeps_history_and_numbers_regions_across_turns(engine, rgb_imag
     with pytest.raises(ValueError, match="<region3>"):
         session.ask("And <region3>?")
     assert len(session.history) == 4, "a failed question must not be stored"
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0.*got -0.5"):
+        session.ask("And <region1>?", temperature=-0.5)
+    assert len(session.history) == 4 and len(session.regions) == 2
     session.reset()
     assert session.history == [] and session.regions == []
 
