@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -47,15 +48,24 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a unique temporary file + fsync + rename."""
+    with writing_file(path, binary=True) as handle:
+        handle.write(data)
+
+
+@contextmanager
+def writing_file(path: str | Path, binary: bool = False) -> Iterator[IO]:
+    """A handle (UTF-8 text, or bytes with ``binary``) on a temporary file beside ``path`` that
+    replaces ``path`` when the block ends without an error; on an error it is removed and ``path``
+    stays as it was. The file gets the permissions ``open()`` would give (umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; follow the umask like open() does
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

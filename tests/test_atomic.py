@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,16 @@ def test_unsafe_targets_are_refused_before_anything_is_written(
     assert (tmp_path / "here" / "ours.txt").read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "here", "mine"]
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path: Path) -> None:
+    from regiongpt.atomic import write_bytes_atomic
+    from regiongpt.data.format import write_jsonl
+
+    old = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "a.bin", b"x")
+        write_jsonl(tmp_path / "b.jsonl", [])
+    finally:
+        os.umask(old)
+    assert {(tmp_path / n).stat().st_mode & 0o777 for n in ("a.bin", "b.jsonl")} == {0o644}

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from regiongpt.atomic import writing_file
 from regiongpt.regions import Box, Mask, Point, Region, check_image_size
 from regiongpt.tasks import Task
 
@@ -217,30 +216,18 @@ def parse_json_line(raw: bytes) -> Any:
 def write_jsonl(path: str | Path, records: Iterable[Record | dict[str, Any]]) -> int:
     """Write records atomically (temp file + rename); returns the count written. Each record is
     validated first (:func:`parse_record`): a bad one is a ValueError and the file is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                obj = record.to_json() if isinstance(record, Record) else record
-                try:  # never write a line read_jsonl would refuse
-                    parse_record(obj)
-                except ValueError as error:
-                    name = obj.get("id", "") if isinstance(obj, dict) else ""
-                    raise ValueError(
-                        f"record {count + 1} ({name!r:.40}) cannot be written: {error}"
-                    ) from None
-                try:
-                    handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                except UnicodeEncodeError:  # a lone surrogate: \\uXXXX escapes keep it exactly
-                    handle.write(json.dumps(obj) + "\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing_file(path) as handle:
+        for record in records:
+            obj = record.to_json() if isinstance(record, Record) else record
+            try:  # never write a line read_jsonl would refuse
+                parse_record(obj)
+            except ValueError as error:
+                name = obj.get("id", "") if isinstance(obj, dict) else ""
+                raise ValueError(f"record {count + 1} ({name!r:.40}) cannot be written: {error}") from None
+            try:
+                handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            except UnicodeEncodeError:  # a lone surrogate: \\uXXXX escapes keep it exactly
+                handle.write(json.dumps(obj) + "\n")
+            count += 1
     return count
