@@ -95,7 +95,9 @@ def describe(
     out: Annotated[
         Optional[Path], typer.Option(help="Write a copy of the image with numbered regions and answers.")
     ] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Answer length limit (tokens).")] = None,
+    max_new_tokens: Annotated[
+        Optional[int], typer.Option(min=1, help="Answer length limit (tokens; default: the task's).")
+    ] = None,
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
     dtype: DtypeOption = "auto",
 ) -> None:

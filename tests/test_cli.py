@@ -93,6 +93,7 @@ def test_describe_dtype_option(saved_model, image_file):
         (lambda img, tmp: ["describe", img], "give at least one region"),
         (lambda img, tmp: ["describe", img, "--box", "0,0,5,5", "--task", "relation"], "describe supports"),
         (lambda img, tmp: ["describe", img, "--box", "0,0,5,5", "--model", tmp / "none"], "no model at"),
+        (lambda img, tmp: ["describe", img, "--box", "0,0,5,5", "--max-new-tokens", "0"], "--max-new-tokens"),
         (  # checked before the model loads: this one does not exist
             lambda img, tmp: [
                 "describe",

@@ -157,7 +157,7 @@ def chat_command(
         ),
     ] = None,
     model: ModelOption = "default",
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit (tokens).")] = 128,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Answer length limit (tokens).")] = 128,
     device: DeviceOption = "cpu",
     dtype: DtypeOption = "auto",
 ) -> None:

@@ -99,6 +99,14 @@ DATA_CASES: dict[str, tuple[Callable[[Path], list[object]], str]] = {
         lambda t: ["data", "convert", "coco", _instances(t), "--out", t],
         "Is a directory",
     ),
+    "convert: output is the input": (
+        lambda t: ["data", "convert", "coco", _instances(t), "--out", _instances(t)],
+        "is an input of this command",
+    ),
+    "mix: output is the mix file": (
+        lambda t: ["data", "convert", "mix", (t / "mix.yaml").write_text("datasets: []\n") and t / "mix.yaml", "--out", t / "mix.yaml"],
+        "is an input of this command",
+    ),
     "mix: missing source": (
         lambda t: ["data", "convert", "mix", (t / "mix.yaml").write_text(f"datasets:\n  - {{path: {t / 'none.jsonl'}}}\n") and t / "mix.yaml", "--out", t / "o.jsonl"],
         "none.jsonl",
@@ -109,7 +117,12 @@ DATA_CASES: dict[str, tuple[Callable[[Path], list[object]], str]] = {
 @pytest.mark.parametrize("case", list(DATA_CASES))
 def test_data_command_errors(tmp_path, case):
     make_args, message = DATA_CASES[case]
-    assert_one_line_error(run(*make_args(tmp_path)), message)
+    args = make_args(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert_one_line_error(run(*args), message)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before, (
+        "inputs must stay as they were"
+    )
 
 
 @pytest.mark.parametrize(

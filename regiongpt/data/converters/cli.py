@@ -74,7 +74,15 @@ def _fail(error: Exception) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _convert(out: Path, make: Callable[[Stats], Iterable[Record]]) -> None:
+def _refuse_overwriting_inputs(out: Path, inputs: list[Path | None]) -> None:
+    """A user error to name an input file as ``--out``: the conversion would replace it."""
+    for path in inputs:
+        if path is not None and path.exists() and out.exists() and out.samefile(path):
+            _fail(ValueError(f"--out {out} is an input of this command; write to another file"))
+
+
+def _convert(out: Path, inputs: list[Path | None], make: Callable[[Stats], Iterable[Record]]) -> None:
+    _refuse_overwriting_inputs(out, inputs)
     stats = Stats()
     try:
         written = write_jsonl(out, make(stats))
@@ -98,7 +106,7 @@ def coco(
 
     Example: regiongpt data convert coco instances_train2017.json --out data/coco_train.jsonl --image-root coco/train2017 --min-area 100
     """
-    _convert(out, lambda stats: coco_category_records(
+    _convert(out, [instances], lambda stats: coco_category_records(
         instances, image_root=image_root, geometry=geometry.value, include_crowd=include_crowd,
         min_area=min_area, regions_per_sample=regions_per_sample, stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -119,7 +127,7 @@ def lvis(
 
     Example: regiongpt data convert lvis lvis_v1_val.json --out data/lvis_val.jsonl --image-root coco
     """
-    _convert(out, lambda stats: lvis_category_records(
+    _convert(out, [instances], lambda stats: lvis_category_records(
         instances, image_root=image_root, geometry=geometry.value, min_area=min_area,
         clean_names=not raw_names, regions_per_sample=regions_per_sample, stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -147,7 +155,7 @@ def refcoco(
     Example: regiongpt data convert refcoco refcocog/refs(umd).p refcocog/instances.json --name refcocog --split val --out data/refcocog_val.jsonl --image-root coco/train2014
     """
     tasks = [t.value for t in task] if task else ["caption", "rec"]
-    _convert(out, lambda stats: refcoco_records(
+    _convert(out, [refs, instances], lambda stats: refcoco_records(
         refs, instances, image_root=image_root, splits=split, tasks=tasks, geometry=geometry.value,
         max_candidates=max_candidates, name=name, stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -171,7 +179,7 @@ def mdetr_refexp(
     Example: regiongpt data convert mdetr-refexp final_refcocog_val.json --out data/refcocog_val.jsonl --image-root coco/train2014
     """
     tasks = [t.value for t in task] if task else ["caption"]
-    _convert(out, lambda stats: mdetr_refexp_records(
+    _convert(out, [refexp, instances], lambda stats: mdetr_refexp_records(
         refexp, image_root=image_root, instances=instances, tasks=tasks, geometry=geometry.value,
         max_candidates=max_candidates, stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -198,7 +206,7 @@ def vg(
 
     Example: regiongpt data convert vg region_descriptions.json --image-data image_data.json --out data/vg.jsonl --image-root vg --regions-per-sample 8
     """
-    _convert(out, lambda stats: vg_region_records(
+    _convert(out, [regions, image_data], lambda stats: vg_region_records(
         regions, image_root=image_root, image_data=image_data, task=task.value,
         regions_per_sample=regions_per_sample, min_size=min_size, stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -218,7 +226,7 @@ def vg_grit(
 
     Example: regiongpt data convert vg-grit vg/annotations/test.json --out data/vg_test.jsonl --image-root vg/images
     """
-    _convert(out, lambda stats: vg_grit_records(
+    _convert(out, [annotations], lambda stats: vg_grit_records(
         annotations, image_root=image_root, task=task.value, regions_per_sample=regions_per_sample,
         min_size=min_size, stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -238,7 +246,7 @@ def flickr30k(
 
     Example: regiongpt data convert flickr30k final_flickr_separateGT_train.json --out data/flickr30k.jsonl --image-root flickr30k/images
     """
-    _convert(out, lambda stats: flickr30k_records(
+    _convert(out, [annotations], lambda stats: flickr30k_records(
         annotations, image_root=image_root, describe=describe, phrases=phrases, max_regions=max_regions,
         stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -261,7 +269,7 @@ def vcr(
     Example: regiongpt data convert vcr val.jsonl --images-dir vcr/vcr1images --out data/vcr_val.jsonl --image-root vcr/vcr1images
     """
     modes = [m.value for m in mode] if mode else ["qa", "qar"]
-    _convert(out, lambda stats: vcr_records(
+    _convert(out, [annotations], lambda stats: vcr_records(
         annotations, images_dir=images_dir, image_root=image_root, geometry=geometry.value, modes=modes,
         stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -284,7 +292,7 @@ def llava_instruct(
 
     Example: regiongpt data convert llava-instruct llava_instruct_150k.json dets_train2017.json --categories instances_val2017.json --out data/llava_det.jsonl --image-root coco/train2017
     """
-    _convert(out, lambda stats: llava_instruct_records(
+    _convert(out, [conversations, detections, categories], lambda stats: llava_instruct_records(
         conversations, detections, image_root=image_root, categories=categories,
         score_threshold=score_threshold, max_regions=max_regions, stats=stats, show_progress=progress,
     ))  # fmt: skip
@@ -304,7 +312,7 @@ def pope(
 
     Example: regiongpt data convert pope coco_pope_random.json --out data/pope_random.jsonl --image-root coco/val2014
     """
-    _convert(out, lambda stats: pope_records(
+    _convert(out, [questions], lambda stats: pope_records(
         questions, image_root=image_root, split=split, stats=stats, show_progress=progress
     ))  # fmt: skip
 
@@ -326,6 +334,7 @@ def mix(
 
     Example: regiongpt data convert mix my_mix.yaml --out data/stage2.jsonl --seed 0
     """
+    _refuse_overwriting_inputs(out, [mix_file])
     try:
         counts = write_mix(mix_file, out, seed=seed, shuffle=shuffle)
     except (ValueError, OSError) as error:
