@@ -45,6 +45,10 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+#: The options that change what a benchmark predicts (not only how many questions it asks).
+PREDICTION_INPUTS = ("data", "split", "mode", "proposals", "max_proposals", "proposal_score")
+
+
 def _run(
     evaluate: Callable[..., dict[str, Any]],
     model: str,
@@ -55,8 +59,8 @@ def _run(
     **kwargs: Any,
 ) -> None:
     """Call a benchmark with a lazily loaded model; print the report or one error line. The model,
-    dtype and device go to ``out/run.json`` when predicting starts; resuming predictions made with
-    another model or dtype is refused."""
+    dtype, device, benchmark and :data:`PREDICTION_INPUTS` go to ``out/run.json`` when predicting
+    starts; resuming predictions made with another of them (the device aside) is refused."""
     from regiongpt.api import dtype_name, resolve_dtype
     from regiongpt.eval.engine import ModelEngine, resolve_device
     from regiongpt.eval.harness import REPORT, check_run_settings, write_run_settings
@@ -66,6 +70,11 @@ def _run(
         device = resolve_device(device)
         precision = dtype_name(resolve_dtype(dtype, device))
         settings = {"model": model, "dtype": precision, "device": device}
+        settings["benchmark"] = evaluate.__name__.removeprefix("evaluate_")
+        for key in PREDICTION_INPUTS:  # resuming under other inputs would mix two runs
+            value = kwargs.get(key)
+            if value is not None:
+                settings[key] = str(Path(value).resolve()) if isinstance(value, Path) else str(value)
         check_run_settings(out, settings)
     except ValueError as error:
         raise _fail(str(error)) from None

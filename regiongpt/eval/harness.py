@@ -29,14 +29,27 @@ from regiongpt.regions import Region
 from regiongpt.tasks import Task
 
 PREDICTIONS, METRICS, REPORT = "predictions.jsonl", "metrics.json", "report.md"
-RUN_SETTINGS = "run.json"  # what made the predictions: model, dtype, device
-RESUME_MUST_MATCH = ("model", "dtype")
+RUN_SETTINGS = "run.json"  # what made the predictions: model, dtype, device, benchmark, inputs
+#: Settings a resumed run must share with the predictions already in its folder (the device may
+#: change); the CLI records the benchmark and the inputs that shape its predictions too.
+RESUME_MUST_MATCH = (
+    "model",
+    "dtype",
+    "benchmark",
+    "data",
+    "split",
+    "mode",
+    "proposals",
+    "max_proposals",
+    "proposal_score",
+)
 
 
 def check_run_settings(out: Path, settings: Mapping[str, str]) -> None:
-    """Refuse (``ValueError``) to add predictions to ``out`` if its earlier ones were made with a
-    different model or dtype (``run.json``); a device change is allowed, and a setting missing
-    on either side is not compared."""
+    """Refuse (``ValueError``) to add predictions to ``out`` if its earlier ones were made with
+    another of the :data:`RESUME_MUST_MATCH` settings (``run.json``: model, dtype, benchmark, data
+    file, split, REC mode and proposals); a device change is allowed, and a setting missing on
+    either side is not compared."""
     if not (Path(out) / PREDICTIONS).is_file():
         return
     previous = read_run_settings(out)

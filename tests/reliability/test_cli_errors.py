@@ -279,3 +279,19 @@ def test_serve_settings_and_weight_conversion_errors(tmp_path):
 def test_no_arguments_print_help_and_no_error(args):
     result = run(*args)
     assert result.exit_code == 0 and "error:" not in result.stderr and "Usage" in result.output
+
+
+def test_eval_refuses_to_resume_predictions_of_another_benchmark_or_data(tmp_path, tiny_run):
+    data = tiny_run / "train.jsonl"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.jsonl").write_text('{"id": "x", "prediction": "a"}\n')
+    earlier = {"model": "default", "dtype": "float32", "device": "cpu", "benchmark": "regionworld"}
+    (out / "run.json").write_text(json.dumps(earlier))
+    args = ["eval", "caption", "--data", data, "--dtype", "float32", "--device", "cpu", "--out", out]
+    assert_one_line_error(run(*args), "benchmark 'regionworld', not benchmark 'caption'")
+    (out / "run.json").write_text(
+        json.dumps({**earlier, "benchmark": "caption", "data": str(tmp_path / "other.jsonl")})
+    )
+    assert_one_line_error(run(*args), "other.jsonl")
+    assert (out / "predictions.jsonl").read_text() == '{"id": "x", "prediction": "a"}\n'
