@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -174,7 +175,8 @@ def test_cli_regionworld_and_user_errors(world, tiny_factory, tmp_path, short_an
     wrong = runner.invoke(eval_app, [*args, "--task", "colour"])
     assert wrong.exit_code == 2 and "unknown task 'colour'" in wrong.stderr
     assert json.loads((out / "run.json").read_text()) == {
-        "model": str(tmp_path / "ckpt"), "dtype": "float32", "device": "cpu"
+        "model": str(tmp_path / "ckpt"), "dtype": "float32", "device": "cpu",
+        "benchmark": "regionworld", "data": str(Path(world).resolve()), "split": "test",
     }  # fmt: skip
     more = [*args[:8], "8", *args[9:]]  # 2 more questions into the same --out
     mixed = runner.invoke(eval_app, [*more, "--dtype", "bfloat16"])
