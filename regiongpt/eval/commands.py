@@ -74,7 +74,7 @@ def _run(
         for key in PREDICTION_INPUTS:  # resuming under other inputs would mix two runs
             value = kwargs.get(key)
             if value is not None:
-                settings[key] = str(Path(value).resolve()) if isinstance(value, Path) else str(value)
+                settings[key] = str(value.resolve()) if isinstance(value, Path) else str(value)
         check_run_settings(out, settings)
     except ValueError as error:
         raise _fail(str(error)) from None
